@@ -1,0 +1,3 @@
+"""rtbench: WebSocket or Server-Sent Events, measured."""
+
+__version__ = "0.1.0"
