@@ -41,11 +41,15 @@ def serve(
     ] = None,
     broker: Annotated[
         str | None,
-        typer.Option(help="memory or redis://HOST:PORT/DB [default: memory for one process, "
-                     "an embedded Valkey for several]."),
+        typer.Option(
+            help="memory or redis://HOST:PORT/DB [default: memory for one process, "
+            "an embedded Valkey for several]."
+        ),
     ] = None,
     processes: Annotated[int, typer.Option(help="Server processes sharing the ports.")] = 1,
-    realm: Annotated[Path | None, typer.Option(help="Realm TOML file (DAOs, users, rooms).")] = None,
+    realm: Annotated[
+        Path | None, typer.Option(help="Realm TOML file (DAOs, users, rooms).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated realm.")] = 0,
     users: Annotated[int, typer.Option(help="Users in the generated realm.")] = 100_000,
     admin_key: Annotated[
@@ -104,7 +108,9 @@ def serve(
     except ServeError as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
-        raise _fail(f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port") from None
+        raise _fail(
+            f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port"
+        ) from None
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ from servers.session import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY,
     CLOSE_SLOW_CONSUMER,
-    MemberState,
     Membership,
+    MemberState,
     Session,
     SseSession,
     Transport,
@@ -132,7 +132,9 @@ class Hub:
 
     # -- sessions -------------------------------------------------------------------
 
-    def open(self, user: str, transport: Transport, *, sse_order: list[str] | None = None) -> Session:
+    def open(
+        self, user: str, transport: Transport, *, sse_order: list[str] | None = None
+    ) -> Session:
         """Register a connection; SSE streams pass their channels in ``ch`` order."""
         limits = self.config.limits
         args = (f"{self.node}.{secrets.token_hex(12)}", user, transport)
@@ -225,9 +227,7 @@ class Hub:
     def _gone(self, session: Session, ch: str, member: Membership) -> bool:
         return session.closed or session.channels.get(ch) is not member
 
-    async def _join(
-        self, session: Session, ch: str, member: Membership, since: int | None
-    ) -> None:
+    async def _join(self, session: Session, ch: str, member: Membership, since: int | None) -> None:
         try:
             if self.config.gate_delay_s:
                 await asyncio.sleep(self.config.gate_delay_s)
@@ -394,9 +394,7 @@ class Hub:
             raise ChannelError(f"no user {user!r}")
         if dao not in self.realm.daos:
             raise ChannelError(f"no DAO {dao!r}")
-        await self.broker.control(
-            {"type": "balance", "user": user, "dao": dao, "balance": balance}
-        )
+        await self.broker.control({"type": "balance", "user": user, "dao": dao, "balance": balance})
 
     def _apply_balance(self, user: str, dao: str, balance: int) -> None:
         self.realm.set_balance(user, dao, balance)

@@ -96,8 +96,9 @@ async def running_server(
         )
         if wants_http:
             app = make_app(hub, transports)
-            runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
-                                   shutdown_timeout=2.0)
+            runner = web.AppRunner(
+                app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0
+            )
             await runner.setup()
             sock = listen_socket(host, port, reuse_port=reuse_port)
             site = web.SockSite(runner, sock)
@@ -157,7 +158,7 @@ class ServeOptions:
     broker: str | None = None
     """None: memory for one process, an embedded Valkey for several."""
     ready_file: str | None = None
-    config: ServerConfig = ServerConfig()
+    config: ServerConfig = field(default_factory=ServerConfig)
 
 
 class ServeError(Exception):
@@ -184,7 +185,8 @@ def serve(options: ServeOptions, say: Callable[[str], None] = print) -> None:
             valkey = EmbeddedValkey()
             valkey.start()
             broker = valkey.url
-            say(f"started an embedded Valkey on {broker} (pid {valkey.process.pid if valkey.process else '?'}) for this command")
+            pid = valkey.process.pid if valkey.process else "?"
+            say(f"started an embedded Valkey on {broker} (pid {pid}) for this command")
     config = replace(options.config, broker=broker)
     options = replace(options, config=config, broker=broker)
     try:
@@ -214,7 +216,7 @@ def _run_many(options: ServeOptions, say: Callable[[str], None]) -> None:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    infos = []
+    infos: list[dict[str, Any]] = []
     while len(infos) < len(children) and not stop:
         with contextlib.suppress(Exception):
             infos.append(ready.get(timeout=0.2))
@@ -236,9 +238,7 @@ def _child(options: ServeOptions, index: int, ready: Any) -> None:
     _run_process(options, index, ready, lambda line: None)
 
 
-def _run_process(
-    options: ServeOptions, index: int, ready: Any, say: Callable[[str], None]
-) -> None:
+def _run_process(options: ServeOptions, index: int, ready: Any, say: Callable[[str], None]) -> None:
     with contextlib.suppress(ImportError):
         import uvloop
 
@@ -279,7 +279,9 @@ async def _serve_async(
         say("draining: WebSocket clients get close 1001, SSE streams end")
 
 
-def _announce(options: ServeOptions, infos: list[dict[str, Any]], say: Callable[[str], None]) -> None:
+def _announce(
+    options: ServeOptions, infos: list[dict[str, Any]], say: Callable[[str], None]
+) -> None:
     first = infos[0]
     transports = set(options.transports)
     if first["http"]:
@@ -293,7 +295,8 @@ def _announce(options: ServeOptions, infos: list[dict[str, Any]], say: Callable[
         say(f"SSE/2 (TLS) {first['h2']}/v1/sse?token=TOKEN&ch=dao:1:general")
         say(f"certificate {first['cert']} (self-signed; trust it in your client)")
     broker = options.config.broker
-    say(f"broker      {broker}, {len(infos)} process(es): pids {', '.join(str(i['pid']) for i in infos)}")
+    pids = ", ".join(str(i["pid"]) for i in infos)
+    say(f"broker      {broker}, {len(infos)} process(es): pids {pids}")
     say("ready; Ctrl-C to stop")
     sys.stdout.flush()
     if options.ready_file:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 from servers.core.protocol import op_of, sse_event
@@ -18,7 +18,7 @@ CLOSE_SLOW_CONSUMER = 4008
 """Application close code: the send queue passed ``send_queue_limit``."""
 
 
-class Transport(str, Enum):
+class Transport(StrEnum):
     WS = "ws"
     SSE = "sse"
     SSE_H2 = "sse-h2"

@@ -39,12 +39,18 @@ class EmbeddedValkey:
         self._dir = tempfile.TemporaryDirectory(prefix="rtbench-valkey-")
         command = [
             str(get_binary_path()),
-            "--bind", "127.0.0.1",
-            "--port", str(self.port),
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", self._dir.name,
-            "--protected-mode", "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self._dir.name,
+            "--protected-mode",
+            "yes",
         ]
         log = Path(self._dir.name) / "valkey.log"
         self.process = subprocess.Popen(

@@ -48,7 +48,9 @@ class Inbox:
     def ops(self, op: str) -> list[dict[str, Any]]:
         return [f for f in self.frames if f.get("op") == op]
 
-    async def wait_for(self, op: str, count: int = 1, timeout: float = 5 * UNIT) -> list[dict[str, Any]]:
+    async def wait_for(
+        self, op: str, count: int = 1, timeout: float = 5 * UNIT
+    ) -> list[dict[str, Any]]:
         async with asyncio.timeout(timeout):
             while len(self.ops(op)) < count:
                 self._changed.clear()
@@ -129,7 +131,11 @@ async def sse_client(
     assert server.http_url or server.h2_url
     base = server.h2_url if h2 else server.http_url
     assert base
-    tok = await token(server.http_url or base, user) if server.http_url else await _h2_token(server, user)
+    tok = (
+        await token(server.http_url or base, user)
+        if server.http_url
+        else await _h2_token(server, user)
+    )
     headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
     client = SseClient()
     url = f"{base}/v1/sse"
@@ -137,26 +143,29 @@ async def sse_client(
     if h2:
         assert server.cert_path
         context = ssl.create_default_context(cafile=str(server.cert_path))
-        async with httpx.AsyncClient(http2=True, verify=context, timeout=None) as http:
-            async with http.stream("GET", url, params=params, headers=headers) as response:
-                assert response.status_code == 200, await response.aread()
-                assert response.http_version == "HTTP/2"
+        async with (
+            httpx.AsyncClient(http2=True, verify=context, timeout=None) as http,
+            http.stream("GET", url, params=params, headers=headers) as response,
+        ):
+            assert response.status_code == 200, await response.aread()
+            assert response.http_version == "HTTP/2"
 
-                async def pump() -> None:
-                    async for chunk in response.aiter_raw():
-                        client.feed(chunk)
-                    client.inbox.closed = True
+            async def pump() -> None:
+                async for chunk in response.aiter_raw():
+                    client.feed(chunk)
+                client.inbox.closed = True
 
-                client.task = asyncio.create_task(pump())
-                client.sid = (await client.inbox.wait_for("hello"))[0]["sid"]
-                try:
-                    yield client
-                finally:
-                    client.task.cancel()
+            client.task = asyncio.create_task(pump())
+            client.sid = (await client.inbox.wait_for("hello"))[0]["sid"]
+            try:
+                yield client
+            finally:
+                client.task.cancel()
     else:
-        async with aiohttp.ClientSession() as http, http.get(
-            url, params=params, headers=headers
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(url, params=params, headers=headers) as response,
+        ):
             assert response.status == 200, await response.text()
 
             async def pump_h1() -> None:
@@ -187,5 +196,7 @@ async def _h2_token(server: Running, user: str) -> str:
 async def post(server: Running, path: str, payload: Any, **params: str) -> int:
     assert server.http_url
     async with aiohttp.ClientSession() as http:
-        response = await http.post(f"{server.http_url}{path}", data=orjson.dumps(payload), params=params)
+        response = await http.post(
+            f"{server.http_url}{path}", data=orjson.dumps(payload), params=params
+        )
         return response.status

@@ -134,7 +134,7 @@ def test_realm_file_errors_name_the_field(tmp_path: Path) -> None:
         load_realm(path)
     path.write_text(
         'secret = "' + "s" * 32 + '"\n[daos.1]\nrooms = { general = {} }\n'
-        "[users.alice]\ndaos = { 1 = { balance = 5, role = \"council\" } }\n"
+        '[users.alice]\ndaos = { 1 = { balance = 5, role = "council" } }\n'
     )
     realm = load_realm(path)
     assert realm.check_join("alice", parse_channel("dao:1:general")) is None
@@ -200,7 +200,12 @@ def test_protocol_round_trip() -> None:
     )
     frame = protocol.msg_frame(42, protocol.msg_tail("dao:1:a", "1:0:n", "u1", {"t": 1}))
     assert orjson.loads(frame) == {
-        "op": "msg", "id": 42, "ch": "dao:1:a", "hlc": "1:0:n", "from": "u1", "body": {"t": 1},
+        "op": "msg",
+        "id": 42,
+        "ch": "dao:1:a",
+        "hlc": "1:0:n",
+        "from": "u1",
+        "body": {"t": 1},
     }
     assert protocol.op_of(frame) == "msg"
 
@@ -227,8 +232,10 @@ def test_sse_refuses_field_injection(bad: str) -> None:
 
 def test_sse_decoder_handles_split_chunks() -> None:
     """Events split across arbitrary chunk boundaries decode the same."""
-    stream = protocol.sse_event("msg", b'{"a":1}', "1") + b": keep-alive\n\n" + protocol.sse_event(
-        "presence", b"{}"
+    stream = (
+        protocol.sse_event("msg", b'{"a":1}', "1")
+        + b": keep-alive\n\n"
+        + protocol.sse_event("presence", b"{}")
     )
     decoder = SseDecoder()
     events = [e for i in range(len(stream)) for e in decoder.feed(stream[i : i + 1])]

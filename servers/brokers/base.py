@@ -59,7 +59,7 @@ class Broker(ABC):
         self.on_message = on_message
         self.on_control = on_control
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections; the broker cannot be used afterwards."""
 
     @abstractmethod

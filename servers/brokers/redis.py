@@ -169,9 +169,9 @@ class RedisBroker(Broker):
         # The window is the newest history_count offsets; the stream may keep a few more
         # (MAXLEN ~ trims whole nodes), which are not served, so both backends agree.
         start = max(since, last_id - self.history_count) + 1
-        entries = await self._redis.xrange(
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = await self._redis.xrange(
             self._key(ch, "log"), min=f"{start}-0", max=f"{last_id}-0"
-        )
+        )  # type: ignore[assignment]
         oldest = now_ms - self.history_age_ms
         frames = [
             (int(entry_id.split(b"-", 1)[0]), fields[b"f"])
@@ -185,7 +185,7 @@ class RedisBroker(Broker):
         return [self._key(ch, "pres"), self._key(ch, "users"), f"{self.ns}presence-channels"]
 
     async def presence_join(self, ch: str, user: str, conn: str, now_ms: int) -> bool:
-        args = [f"{user}|{conn}", user, now_ms, ch]
+        args: list[str | int] = [f"{user}|{conn}", user, now_ms, ch]
         return bool(await self._seen(keys=self._presence_keys(ch), args=args))
 
     presence_heartbeat = presence_join
@@ -202,7 +202,7 @@ class RedisBroker(Broker):
         return [Transition(ch.decode(), user.decode(), State.OFFLINE) for ch, user in pairs]
 
     async def members(self, ch: str) -> list[str]:
-        users = await self._redis.hkeys(self._key(ch, "users"))
+        users: list[bytes] = await self._redis.hkeys(self._key(ch, "users"))  # type: ignore[assignment]
         return sorted(u.decode() for u in users)
 
     async def control(self, event: dict[str, Any]) -> None:

@@ -74,7 +74,11 @@ class TokenIssuer:
                 token,
                 self._key,
                 algorithms=[_ALGORITHM],
-                options={"verify_exp": False, "verify_iat": False, "require": ["sub", "exp", "jti"]},
+                options={
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "require": ["sub", "exp", "jti"],
+                },
             )
         except jwt.PyJWTError as exc:
             raise AuthError(403, f"invalid token: {type(exc).__name__}") from None

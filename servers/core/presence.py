@@ -13,13 +13,13 @@ state in a sorted set (score = last heartbeat) and must give the same transition
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 DEFAULT_HEARTBEAT_S = 60.0
 DEFAULT_EXPIRY_S = 90.0
 
 
-class State(str, Enum):
+class State(StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"
 
@@ -69,7 +69,7 @@ class PresenceTable:
         return self.join(channel, user, conn, now_ms)
 
     def sweep(self, now_ms: int, expiry_ms: int) -> list[Transition]:
-        """Expire connections silent for longer than ``expiry_ms``; return the offline transitions."""
+        """Expire connections silent for over ``expiry_ms``; return the offline transitions."""
         deadline = now_ms - expiry_ms
         stale = [
             (channel, user, conn)

@@ -146,9 +146,7 @@ class Realm:
             return None
         user = User(name=name)
         for dao in self.daos:
-            digest = hashlib.blake2b(
-                f"{self.seed}:{name}:{dao}".encode(), digest_size=8
-            ).digest()
+            digest = hashlib.blake2b(f"{self.seed}:{name}:{dao}".encode(), digest_size=8).digest()
             draw = int.from_bytes(digest, "big")
             role = "council" if draw % 50 == 0 else "member"
             user.daos[dao] = Membership(balance=(draw >> 8) % 1000, role=role)
@@ -207,7 +205,9 @@ def load_realm(path: Path) -> Realm:
             min_balance = rule.get("min_balance", 0)
             if not isinstance(min_balance, int) or min_balance < 0:
                 raise _fail(
-                    path, f"daos.{dao_id}.rooms.{room}.min_balance", min_balance,
+                    path,
+                    f"daos.{dao_id}.rooms.{room}.min_balance",
+                    min_balance,
                     "an integer >= 0",
                 )
             rooms[room] = Rule(min_balance=min_balance, role=rule.get("role"))

@@ -25,8 +25,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _respond(reply: rest.Reply) -> web.Response:
-    return web.Response(status=reply.status, body=reply.body, content_type=None,
-                        headers={"Content-Type": reply.content_type} if reply.body else None)
+    return web.Response(
+        status=reply.status,
+        body=reply.body,
+        content_type=None,
+        headers={"Content-Type": reply.content_type} if reply.body else None,
+    )
 
 
 async def token(request: web.Request) -> web.StreamResponse:

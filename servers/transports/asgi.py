@@ -97,8 +97,9 @@ class SseApp:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
             while frames := await session.frames():
-                await send({"type": "http.response.body", "body": b"".join(frames),
-                            "more_body": True})
+                await send(
+                    {"type": "http.response.body", "body": b"".join(frames), "more_body": True}
+                )
             last = b"" if session.close_code == CLOSE_GOING_AWAY else sse_close_event(session)
             await send({"type": "http.response.body", "body": last, "more_body": False})
         except (ConnectionError, OSError):
