@@ -113,5 +113,50 @@ def serve(
         ) from None
 
 
+SCENARIO_DIR = Path("scenarios")
+
+
+@app.command()
+def run(
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
+    *,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a field: SECTION.FIELD=VALUE (repeat)."),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder for results.")] = Path("results"),
+) -> None:
+    """Run a scenario and print the comparison; results go to OUT/<run-id>/."""
+    from loadgen.errors import LoadgenError
+    from loadgen.scenario import load_scenario
+    from reports.summary import render_summary
+
+    try:
+        loaded = load_scenario(scenario, set_ or ())
+    except LoadgenError as exc:
+        raise _fail(str(exc)) from None
+    from loadgen.engine import main_run
+
+    try:
+        run_dir = main_run(loaded, out, say=typer.echo)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: what was measured is kept, summary marked partial", err=True)
+        raise typer.Exit(130) from None
+    except LoadgenError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(render_summary(run_dir))
+
+
+@app.command()
+def scenarios(
+    directory: Annotated[Path, typer.Argument(help="Folder of scenarios.")] = SCENARIO_DIR,
+) -> None:
+    """List the scenarios with their one-line descriptions."""
+    from loadgen.scenario import list_scenarios
+
+    for name, description in list_scenarios(directory):
+        typer.echo(f"{name:<28} {description}")
+
+
 if __name__ == "__main__":
     app()

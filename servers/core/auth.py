@@ -12,23 +12,18 @@ a credential file.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass
 
 import jwt
 
 from servers.core.errors import AuthError
+from servers.core.protocol import user_secret
+
+__all__ = ["Claims", "TokenIssuer", "user_secret"]
 
 DEFAULT_TOKEN_TTL_S = 30
 _ALGORITHM = "HS256"
-
-
-def user_secret(realm_secret: str, user: str) -> str:
-    """The login secret of ``user``: HMAC-SHA256(realm secret, user), hex, 32 characters."""
-    digest = hmac.new(realm_secret.encode(), user.encode(), hashlib.sha256).hexdigest()
-    return digest[:32]
 
 
 @dataclass(frozen=True, slots=True)

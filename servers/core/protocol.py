@@ -19,6 +19,8 @@ event name is the op, ``data:`` is the same JSON, ``id:`` is set on ``msg`` even
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -100,6 +102,19 @@ def decode_client(data: str | bytes) -> ClientOp:
     if op == "leave":
         return Leave(_channel(frame, "leave"))
     raise ProtocolError("unknown_op", f"unknown op {str(op)[:40]!r}")
+
+
+# -- credentials (how a load generator logs in as any user of a generated realm) --------
+
+
+def generated_realm_secret(seed: int) -> str:
+    """The realm secret of ``rtbench serve --seed SEED`` without a realm file."""
+    return hashlib.sha256(f"rtbench-realm-{seed}".encode()).hexdigest()
+
+
+def user_secret(realm_secret: str, user: str) -> str:
+    """The login secret of ``user``: HMAC-SHA256(realm secret, user), hex, 32 characters."""
+    return hmac.new(realm_secret.encode(), user.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 # -- client-side encoders (used by the load generator) --------------------------------

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from servers.core.errors import ChannelError, RealmError
+from servers.core.protocol import generated_realm_secret
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,27 +154,33 @@ class Realm:
         return user
 
 
+TOPIC_ROOMS = 100
+
+
 def _default_rooms() -> dict[str, Rule]:
-    return {
+    rooms = {
         "general": Rule(),
         "announcements": Rule(),
         "holders": Rule(min_balance=100),
         "whales": Rule(min_balance=900),
         "council": Rule(role="council"),
     }
+    rooms.update({f"topic-{i}": Rule() for i in range(TOPIC_ROOMS)})
+    return rooms
 
 
 def generate_realm(*, seed: int = 0, users: int = 100_000, daos: int = 10) -> Realm:
     """A deterministic realm: users ``u0`` … ``u{users-1}``, members of DAOs ``1`` … ``daos``.
 
     Each user's balance (0–999) and role (``council`` for one in 50) in each DAO
-    derive from the seed; every DAO has the rooms ``general``, ``announcements``
-    (open), ``holders`` (balance ≥ 100), ``whales`` (≥ 900) and ``council`` (role).
+    derive from the seed; every DAO has the rooms ``general``, ``announcements`` and
+    ``topic-0`` … ``topic-99`` (open), ``holders`` (balance ≥ 100), ``whales`` (≥ 900)
+    and ``council`` (role).
     The realm secret is derived from the seed too.
     """
     if users < 1 or daos < 1:
         raise RealmError(f"a generated realm needs users >= 1 and daos >= 1, got {users}, {daos}")
-    secret = hashlib.sha256(f"rtbench-realm-{seed}".encode()).hexdigest()
+    secret = generated_realm_secret(seed)
     table = {
         str(i): Dao(id=str(i), name=f"DAO {i}", rooms=_default_rooms()) for i in range(1, daos + 1)
     }

@@ -1,0 +1,290 @@
+"""Transport clients: WebSocket (aiohttp), SSE/1.1 (aiohttp), SSE/2 (httpx with h2).
+
+Each client opens one connection for one simulated user, timing the phases of the
+connect (token REST call, TCP/TLS + upgrade or first byte, join acknowledgement), and
+hands every decoded frame to ``on_frame(client, frame, received_ns)``.
+
+Library choice, by measurement (../shared/ANCHORS.md): aiohttp for WS and SSE/1.1 (about
+10.7 KB per idle client connection, fast to open); httpx for SSE/2 only, one client per
+connection (one pool of thousands slows down badly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import httpx
+import orjson
+
+from loadgen.sse import SseDecoder
+from servers.core import protocol
+
+OnFrame = Callable[["Client", dict[str, Any], int], None]
+
+
+class ConnectError(Exception):
+    """A connection failed; ``kind`` is what the live view and summary count by."""
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind = kind
+
+
+class Client:
+    transport = ""
+
+    def __init__(self, index: int, user: str, channel: str, on_frame: OnFrame) -> None:
+        self.index = index
+        self.user = user
+        self.channel = channel
+        self.on_frame = on_frame
+        self.phases: dict[str, float] = {}
+        self.sid = ""
+        self.joined_last = 0
+        self.open = False
+        self.close_code: int | None = None
+        self._joined = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    def _frame(self, frame: dict[str, Any], received_ns: int) -> None:
+        op = frame.get("op")
+        if op == "joined" and frame.get("ch") == self.channel:
+            self.joined_last = int(frame.get("last", 0))
+            self._joined.set()
+        elif op == "hello":
+            self.sid = str(frame.get("sid", ""))
+        self.on_frame(self, frame, received_ns)
+
+    async def _wait_joined(self, timeout: float) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._joined.wait()
+        except TimeoutError:
+            raise ConnectError("join_timeout") from None
+
+    async def connect(self, token: str, timeout: float) -> None:
+        raise NotImplementedError
+
+    async def publish(self, body: Any) -> None:
+        raise NotImplementedError
+
+    async def echo(self, body: Any) -> None:
+        raise NotImplementedError
+
+    async def heartbeat(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+
+class WsClient(Client):
+    transport = "ws"
+
+    def __init__(self, *args: Any, http: aiohttp.ClientSession, ws_url: str) -> None:
+        super().__init__(*args)
+        self.http = http
+        self.ws_url = ws_url
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+
+    async def connect(self, token: str, timeout: float) -> None:
+        started = time.perf_counter()
+        try:
+            self.ws = await self.http.ws_connect(
+                f"{self.ws_url}?token={token}",
+                autoping=True,
+                compress=0,
+                max_msg_size=0,
+                timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            raise ConnectError(f"http_{exc.status}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ConnectError(
+                "refused" if isinstance(exc, ConnectionRefusedError) else type(exc).__name__
+            ) from None
+        self.phases["upgrade_ms"] = (time.perf_counter() - started) * 1000
+        self.open = True
+        self._reader = asyncio.create_task(self._read())
+        started = time.perf_counter()
+        await self.ws.send_bytes(protocol.encode_join(self.channel))
+        await self._wait_joined(timeout)
+        self.phases["join_ms"] = (time.perf_counter() - started) * 1000
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        loads, frame, now = orjson.loads, self._frame, time.monotonic_ns
+        try:
+            async for message in self.ws:
+                if message.type is aiohttp.WSMsgType.TEXT:
+                    frame(loads(message.data), now())
+        finally:
+            self.open = False
+            self.close_code = self.ws.close_code
+
+    async def publish(self, body: Any) -> None:
+        if self.ws is not None and not self.ws.closed:
+            await self.ws.send_bytes(protocol.encode_pub(self.channel, body))
+
+    async def echo(self, body: Any) -> None:
+        if self.ws is not None and not self.ws.closed:
+            await self.ws.send_bytes(protocol.encode_echo(body))
+
+    async def heartbeat(self) -> None:
+        if self.ws is not None and not self.ws.closed:
+            await self.ws.send_bytes(protocol.HEARTBEAT_FRAME)
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.close(), 2.0)
+        if self._reader is not None:
+            self._reader.cancel()
+
+
+class _SseBase(Client):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.decoder = SseDecoder()
+
+    def _feed(self, chunk: bytes) -> None:
+        now = time.monotonic_ns()
+        for event in self.decoder.feed(chunk):
+            self._frame(orjson.loads(event.data), now)
+
+
+class SseClient(_SseBase):
+    """SSE over HTTP/1.1: the stream on one connection, POSTs on the session's pool."""
+
+    transport = "sse"
+
+    def __init__(self, *args: Any, http: aiohttp.ClientSession, base_url: str) -> None:
+        super().__init__(*args)
+        self.http = http
+        self.base_url = base_url
+        self.response: aiohttp.ClientResponse | None = None
+
+    async def connect(self, token: str, timeout: float) -> None:
+        started = time.perf_counter()
+        try:
+            self.response = await self.http.get(
+                f"{self.base_url}/v1/sse", params={"token": token, "ch": self.channel}
+            )
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ConnectError(
+                "refused" if isinstance(exc, ConnectionRefusedError) else type(exc).__name__
+            ) from None
+        if self.response.status != 200:
+            self.response.release()
+            raise ConnectError(f"http_{self.response.status}")
+        self.phases["upgrade_ms"] = (time.perf_counter() - started) * 1000
+        self.open = True
+        self._reader = asyncio.create_task(self._read())
+        started = time.perf_counter()
+        await self._wait_joined(timeout)
+        self.phases["join_ms"] = (time.perf_counter() - started) * 1000
+
+    async def _read(self) -> None:
+        assert self.response is not None
+        try:
+            async for chunk in self.response.content.iter_any():
+                self._feed(chunk)
+        except (aiohttp.ClientError, OSError):
+            pass
+        finally:
+            self.open = False
+
+    async def _post(self, path: str, body: bytes) -> None:
+        try:
+            async with self.http.post(
+                f"{self.base_url}{path}", params={"sid": self.sid}, data=body
+            ) as response:
+                await response.read()
+        except (aiohttp.ClientError, OSError):
+            pass
+
+    async def publish(self, body: Any) -> None:
+        await self._post(f"/v1/channels/{self.channel}/messages", orjson.dumps({"body": body}))
+
+    async def echo(self, body: Any) -> None:
+        await self._post("/v1/echo", orjson.dumps({"body": body}))
+
+    async def heartbeat(self) -> None:
+        await self._post("/v1/presence/heartbeat", b"{}")
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        if self.response is not None:
+            self.response.close()
+
+
+class Sse2Client(_SseBase):
+    """SSE over HTTP/2 with TLS: one httpx client (one TCP connection) per user; the
+    POSTs are further streams on the same connection, as a browser would send them."""
+
+    transport = "sse-h2"
+
+    def __init__(self, *args: Any, base_url: str, tls: ssl.SSLContext) -> None:
+        super().__init__(*args)
+        self.base_url = base_url
+        self.http = httpx.AsyncClient(
+            http2=True, verify=tls, timeout=None, limits=httpx.Limits(max_connections=1)
+        )
+        self._stream: Any = None
+
+    async def connect(self, token: str, timeout: float) -> None:
+        started = time.perf_counter()
+        request = self.http.build_request(
+            "GET", f"{self.base_url}/v1/sse", params={"token": token, "ch": self.channel}
+        )
+        try:
+            response = await self.http.send(request, stream=True)
+        except (httpx.HTTPError, OSError) as exc:
+            raise ConnectError(type(exc).__name__) from None
+        self._stream = response
+        if response.status_code != 200:
+            await response.aclose()
+            raise ConnectError(f"http_{response.status_code}")
+        self.phases["upgrade_ms"] = (time.perf_counter() - started) * 1000
+        self.open = True
+        self._reader = asyncio.create_task(self._read())
+        started = time.perf_counter()
+        await self._wait_joined(timeout)
+        self.phases["join_ms"] = (time.perf_counter() - started) * 1000
+
+    async def _read(self) -> None:
+        try:
+            async for chunk in self._stream.aiter_raw():
+                self._feed(chunk)
+        except (httpx.HTTPError, OSError):
+            pass
+        finally:
+            self.open = False
+
+    async def _post(self, path: str, body: bytes) -> None:
+        with contextlib.suppress(httpx.HTTPError, OSError):
+            await self.http.post(f"{self.base_url}{path}", params={"sid": self.sid}, content=body)
+
+    async def publish(self, body: Any) -> None:
+        await self._post(f"/v1/channels/{self.channel}/messages", orjson.dumps({"body": body}))
+
+    async def echo(self, body: Any) -> None:
+        await self._post("/v1/echo", orjson.dumps({"body": body}))
+
+    async def heartbeat(self) -> None:
+        await self._post("/v1/presence/heartbeat", b"{}")
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        with contextlib.suppress(Exception):
+            if self._stream is not None:
+                await self._stream.aclose()
+            await self.http.aclose()

@@ -1,0 +1,291 @@
+"""Scenarios: TOML files loaded into frozen dataclasses, every mistake said in one line.
+
+A scenario::
+
+    name = "quickstart"
+    description = "WS vs SSE/1.1 vs SSE/2, fan-out, 1,000 then 5,000 connections"
+
+    [target]
+    launch = true              # rtbench starts, probes and stops the reference servers
+    broker = "memory"          # or redis://HOST:PORT/DB
+    processes = 1
+    # url = "http://127.0.0.1:8080"   # instead of launch: any server already running
+
+    [run]
+    transports = ["ws", "sse", "sse-h2"]
+    steps = [1000, 5000]       # connections held at each step
+    ramp_rate = 1000           # new connections per second
+    hold_s = 10                # measured seconds per step
+    warmup_s = 2               # seconds after each ramp that are not measured
+    seed = 1
+    repeats = 1
+
+    [workload]
+    kind = "fanout"            # idle, echo, fanout, ws-echo, sse-plain
+    payload_bytes = 64
+    rate = 1.0                 # messages/s per publisher (fanout) or per connection (echo)
+    channel_size = 100         # subscribers per channel (fanout)
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, cast
+
+from loadgen.errors import ScenarioError
+
+TRANSPORTS = ("ws", "sse", "sse-h2")
+WORKLOADS = ("idle", "echo", "fanout", "ws-echo", "sse-plain")
+MAX_CONNECTIONS = 100_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    launch: bool = True
+    broker: str = "memory"
+    processes: int = 1
+    url: str | None = None
+    """Base URL of a server rtbench did not start (``http://``, ``https://``, ``ws://``)."""
+    h2_url: str | None = None
+    ca_file: str | None = None
+    realm_seed: int = 0
+    channel: str = "dao:1:general"
+    """For ``ws-echo`` and ``sse-plain``: nothing; for the rtbench protocol: the DAO room prefix."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Run:
+    transports: tuple[str, ...] = TRANSPORTS
+    steps: tuple[int, ...] = (1000,)
+    ramp_rate: float = 1000.0
+    hold_s: float = 10.0
+    warmup_s: float = 2.0
+    seed: int = 1
+    repeats: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Workload:
+    kind: str = "fanout"
+    payload_bytes: int = 64
+    rate: float = 1.0
+    channel_size: int = 100
+    heartbeat_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scenario:
+    name: str
+    description: str = ""
+    path: str = ""
+    target: Target = field(default_factory=Target)
+    run: Run = field(default_factory=Run)
+    workload: Workload = field(default_factory=Workload)
+
+    def as_dict(self) -> dict[str, Any]:
+        def section(value: Any) -> dict[str, Any]:
+            return {f.name: getattr(value, f.name) for f in fields(value)}
+
+        return {
+            "name": self.name,
+            "description": self.description,
+            "path": self.path,
+            "target": section(self.target),
+            "run": section(self.run),
+            "workload": section(self.workload),
+        }
+
+
+class _Checker:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, key: str, value: Any, allowed: str) -> ScenarioError:
+        return ScenarioError(f"{self.path}: {key} = {value!r}: {allowed}")
+
+    def number(
+        self, key: str, value: Any, *, minimum: float, maximum: float, integer: bool = False
+    ) -> Any:
+        kinds: tuple[type, ...] = (int,) if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            kind = "an integer" if integer else "a number"
+            raise self.fail(key, value, f"must be {kind} from {minimum:g} to {maximum:g}")
+        if not minimum <= cast(float, value) <= maximum:
+            kind = "an integer" if integer else "a number"
+            raise self.fail(key, value, f"must be {kind} from {minimum:g} to {maximum:g}")
+        return value
+
+    def choice(self, key: str, value: Any, allowed: tuple[str, ...]) -> str:
+        if value not in allowed:
+            raise self.fail(key, value, f"must be one of {', '.join(allowed)}")
+        return str(value)
+
+    def boolean(self, key: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(key, value, "must be true or false")
+        return value
+
+    def string(self, key: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise self.fail(key, value, "must be a string")
+        return value
+
+    def keys(self, section: str, table: Any, known: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(table, dict):
+            raise self.fail(section, table, "must be a table")
+        for key in table:
+            if key not in known:
+                where = f"{section}.{key}" if section else key
+                raise self.fail(where, table[key], f"unknown field; known: {', '.join(known)}")
+        return table
+
+
+def _target(c: _Checker, raw: dict[str, Any]) -> Target:
+    t = c.keys("target", raw, tuple(f.name for f in fields(Target)))
+    launch = c.boolean("target.launch", t.get("launch", "url" not in t))
+    url = t.get("url")
+    if url is not None:
+        url = c.string("target.url", url)
+        if not url.startswith(("http://", "https://", "ws://", "wss://")):
+            raise c.fail("target.url", url, "must start with http://, https://, ws:// or wss://")
+        host = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+        if not (host.startswith("127.") or host in ("localhost", "::1")):
+            raise c.fail("target.url", url, "only loopback hosts (127.0.0.0/8, localhost, ::1)")
+    if launch and url is not None:
+        raise c.fail("target.launch", True, "must be false when target.url is given")
+    if not launch and url is None:
+        raise c.fail("target.url", None, "is required when target.launch = false")
+    broker = c.string("target.broker", t.get("broker", "memory"))
+    if broker != "memory" and not broker.startswith(("redis://", "valkey")):
+        raise c.fail("target.broker", broker, "must be memory, valkey (embedded) or redis://...")
+    processes = c.number(
+        "target.processes", t.get("processes", 1), minimum=1, maximum=64, integer=True
+    )
+    if processes > 1 and broker == "memory":
+        raise c.fail(
+            "target.broker", broker, "several processes need valkey (embedded) or redis://..."
+        )
+    return Target(
+        launch=launch,
+        broker=broker,
+        processes=processes,
+        url=url,
+        h2_url=t.get("h2_url"),
+        ca_file=t.get("ca_file"),
+        realm_seed=c.number(
+            "target.realm_seed", t.get("realm_seed", 0), minimum=0, maximum=2**31, integer=True
+        ),
+    )
+
+
+def _run(c: _Checker, raw: dict[str, Any]) -> Run:
+    r = c.keys("run", raw, tuple(f.name for f in fields(Run)))
+    transports = r.get("transports", list(TRANSPORTS))
+    if not isinstance(transports, list) or not transports:
+        raise c.fail("run.transports", transports, f"must be a non-empty list of {TRANSPORTS}")
+    for name in transports:
+        c.choice("run.transports", name, TRANSPORTS)
+    if len(set(transports)) != len(transports):
+        raise c.fail("run.transports", transports, "must not repeat a transport")
+    steps = r.get("steps", [1000])
+    if not isinstance(steps, list) or not steps:
+        raise c.fail("run.steps", steps, "must be a non-empty list of connection counts")
+    for step in steps:
+        c.number("run.steps", step, minimum=1, maximum=MAX_CONNECTIONS, integer=True)
+    if steps != sorted(set(steps)):
+        raise c.fail("run.steps", steps, "must be strictly increasing")
+    return Run(
+        transports=tuple(transports),
+        steps=tuple(steps),
+        ramp_rate=c.number("run.ramp_rate", r.get("ramp_rate", 1000), minimum=1, maximum=100_000),
+        hold_s=c.number("run.hold_s", r.get("hold_s", 10), minimum=1, maximum=86_400),
+        warmup_s=c.number("run.warmup_s", r.get("warmup_s", 2), minimum=0, maximum=3600),
+        seed=c.number("run.seed", r.get("seed", 1), minimum=0, maximum=2**31, integer=True),
+        repeats=c.number("run.repeats", r.get("repeats", 1), minimum=1, maximum=100, integer=True),
+    )
+
+
+def _workload(c: _Checker, raw: dict[str, Any], run: Run) -> Workload:
+    w = c.keys("workload", raw, tuple(f.name for f in fields(Workload)))
+    kind = c.choice("workload.kind", w.get("kind", "fanout"), WORKLOADS)
+    if kind == "ws-echo" and run.transports != ("ws",):
+        raise c.fail("run.transports", list(run.transports), "ws-echo needs exactly ['ws']")
+    if kind == "sse-plain" and "ws" in run.transports:
+        raise c.fail("run.transports", list(run.transports), "sse-plain needs SSE transports")
+    return Workload(
+        kind=kind,
+        payload_bytes=c.number(
+            "workload.payload_bytes",
+            w.get("payload_bytes", 64),
+            minimum=0,
+            maximum=60_000,
+            integer=True,
+        ),
+        rate=c.number("workload.rate", w.get("rate", 1.0), minimum=0.01, maximum=1000),
+        channel_size=c.number(
+            "workload.channel_size",
+            w.get("channel_size", 100),
+            minimum=1,
+            maximum=MAX_CONNECTIONS,
+            integer=True,
+        ),
+        heartbeat_s=c.number(
+            "workload.heartbeat_s", w.get("heartbeat_s", 60), minimum=1, maximum=3600
+        ),
+    )
+
+
+def _apply_override(c: _Checker, data: dict[str, Any], assignment: str) -> None:
+    key, sep, text = assignment.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) != 2 or parts[0] not in ("target", "run", "workload"):
+        raise ScenarioError(
+            f"--set {assignment!r}: write SECTION.FIELD=VALUE, SECTION one of target, run, workload"
+        )
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    data.setdefault(parts[0], {})[parts[1]] = value
+
+
+def load_scenario(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
+    """Read, override (``run.hold_s=5``), validate; raises :class:`ScenarioError`."""
+    path = Path(path)
+    c = _Checker(str(path))
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such scenario file (see `rtbench scenarios`)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    for assignment in overrides:
+        _apply_override(c, data, assignment)
+    top = c.keys("", data, ("name", "description", "target", "run", "workload"))
+    name = c.string("name", top.get("name", path.stem))
+    run = _run(c, top.get("run", {}))
+    scenario = Scenario(
+        name=name,
+        description=c.string("description", top.get("description", "")),
+        path=str(path),
+        target=_target(c, top.get("target", {})),
+        run=run,
+        workload=_workload(c, top.get("workload", {}), run),
+    )
+    if scenario.workload.kind in ("ws-echo", "sse-plain") and scenario.target.launch:
+        raise c.fail("target.launch", True, f"{scenario.workload.kind} targets a server you run")
+    return replace(scenario)
+
+
+def list_scenarios(directory: Path) -> list[tuple[str, str]]:
+    """(file name, description) of every scenario in ``directory``."""
+    out = []
+    for file in sorted(directory.glob("*.toml")):
+        try:
+            description = str(tomllib.loads(file.read_text()).get("description", ""))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            description = f"(unreadable: {exc})"
+        out.append((file.name, description))
+    return out

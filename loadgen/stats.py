@@ -1,0 +1,128 @@
+"""Latency recording that merges, never averages (HdrHistogram), and integrity accounting.
+
+Latencies are recorded in microseconds from the *intended* send time of the open-loop
+schedule, so a stalled server shows up as latency instead of as fewer samples
+(no coordinated omission). One histogram per interval; percentiles come from merged
+histograms only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000
+DIGITS = 3
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
+
+
+def percentiles_ms(histogram: HdrHistogram) -> dict[str, float | None]:
+    """p50, p90, p99, p99.9 and max in milliseconds; None when nothing was recorded."""
+    if histogram.get_total_count() == 0:
+        return {"p50": None, "p90": None, "p99": None, "p99.9": None, "max": None}
+    out: dict[str, float | None] = {
+        f"p{p:g}": histogram.get_value_at_percentile(p) / 1000 for p in PERCENTILES
+    }
+    out["max"] = histogram.get_max_value() / 1000
+    return out
+
+
+class IntervalRecorder:
+    """The current interval's histogram plus the merged total of the measured phase."""
+
+    __slots__ = ("interval", "measuring", "total")
+
+    def __init__(self) -> None:
+        self.interval = new_histogram()
+        self.total = new_histogram()
+        self.measuring = False
+
+    def record(self, latency_us: int) -> None:
+        self.interval.record_value(min(max(latency_us, LOWEST_US), HIGHEST_US))
+
+    def rotate(self) -> HdrHistogram:
+        """Close the interval: return it and start a new one; measured intervals add to total."""
+        done, self.interval = self.interval, new_histogram()
+        if self.measuring:
+            self.total.add(done)
+        return done
+
+
+@dataclass(slots=True)
+class ChannelTrack:
+    """What one connection saw of one channel, by offset."""
+
+    start: int
+    """Offsets above this are owed to the connection (``joined.last``)."""
+    seen: set[int] = field(default_factory=set)
+    highest: int = 0
+    duplicated: int = 0
+    out_of_order: int = 0
+
+    def observe(self, msg_id: int) -> None:
+        if msg_id <= self.start:
+            return
+        if msg_id in self.seen:
+            self.duplicated += 1
+            return
+        if msg_id < self.highest:
+            self.out_of_order += 1
+        else:
+            self.highest = msg_id
+        self.seen.add(msg_id)
+
+
+@dataclass(slots=True)
+class Integrity:
+    """``expected = delivered + lost``; duplicates and reordering are flagged on top."""
+
+    expected: int = 0
+    delivered: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    out_of_order: int = 0
+
+    def account(self, track: ChannelTrack, final_id: int) -> None:
+        owed = max(0, final_id - track.start)
+        got = sum(1 for i in track.seen if i <= final_id)
+        self.expected += owed
+        self.delivered += got
+        self.lost += owed - got
+        self.duplicated += track.duplicated
+        self.out_of_order += track.out_of_order
+
+    @property
+    def balanced(self) -> bool:
+        return self.expected == self.delivered + self.lost
+
+    def as_dict(self) -> dict[str, int | bool]:
+        return {
+            "expected": self.expected,
+            "delivered": self.delivered,
+            "lost": self.lost,
+            "duplicated": self.duplicated,
+            "out_of_order": self.out_of_order,
+            "balanced": self.balanced,
+        }
+
+
+def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float, float] | None:
+    """Least-squares slope, intercept and R² of ys against xs; None with fewer than 2 points."""
+    n = len(xs)
+    if n < 2 or len(set(xs)) < 2:
+        return None
+    mean_x, mean_y = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mean_x) ** 2 for x in xs)
+    sxy = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True))
+    slope = sxy / sxx
+    intercept = mean_y - slope * mean_x
+    ss_tot = sum((y - mean_y) ** 2 for y in ys)
+    ss_res = sum((y - (slope * x + intercept)) ** 2 for x, y in zip(xs, ys, strict=True))
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
+    return slope, intercept, r2

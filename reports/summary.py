@@ -1,0 +1,85 @@
+"""The headline table of one run, read from its ``summary.json`` only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+SCHEMA_VERSION = 1
+
+
+class ReportError(Exception):
+    """Results that cannot be reported on; the message says why."""
+
+
+def load_summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "summary.json"
+    try:
+        data: dict[str, Any] = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ReportError(
+            f"{run_dir} holds no summary.json: is it an rtbench results folder?"
+        ) from None
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ReportError(
+            f"{path} has results schema version {version!r}; this rtbench reads version "
+            f"{SCHEMA_VERSION}"
+        )
+    return data
+
+
+def _fmt(value: Any, unit: str = "", digits: int = 2) -> str:
+    if value is None:
+        return "not measured"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}{unit}"
+    return f"{value:,}{unit}"
+
+
+def render_summary(run_dir: Path) -> str:
+    data = load_summary(run_dir)
+    lines = [f"rtbench: {data.get('scenario')}  ({run_dir})"]
+    if data.get("partial"):
+        lines.append(f"PARTIAL RESULTS: {data.get('stopped', 'the run did not finish')}")
+    header = (
+        f"{'transport':<8} {'conns':>7} {'p50':>9} {'p90':>9} {'p99':>9} {'p99.9':>9} "
+        f"{'msgs/s':>9} {'CPU-s/1k':>9}"
+    )
+    lines += ["", header, "-" * len(header)]
+    notes = []
+    for name, result in data.get("transports", {}).items():
+        for step in result.get("steps", []):
+            lat = step["latency_ms"]
+            lines.append(
+                f"{name:<8} {step['connections']:>7,} {_fmt(lat['p50'], 'ms'):>9} "
+                f"{_fmt(lat['p90'], 'ms'):>9} {_fmt(lat['p99'], 'ms'):>9} "
+                f"{_fmt(lat['p99.9'], 'ms'):>9} {step['msgs_per_s']:>9,.0f} "
+                f"{_fmt(step.get('server_cpu_s_per_1000_msgs'), '', 3):>9}"
+            )
+        memory = result.get("memory", {})
+        integrity = result.get("integrity")
+        generator = result.get("generator", {})
+        mem = ", ".join(
+            f"{key} {_fmt(memory.get(key, {}).get('bytes_per_conn'), ' B')}"
+            f" (R² {_fmt(memory.get(key, {}).get('r2'), '', 3)})"
+            for key in ("rss", "uss", "kernel")
+        )
+        notes.append(f"{name}: RAM per connection: {mem}")
+        if integrity:
+            notes.append(
+                f"{name}: integrity: expected {integrity['expected']:,} = delivered "
+                f"{integrity['delivered']:,} + lost {integrity['lost']:,}; duplicated "
+                f"{integrity['duplicated']}, out of order {integrity['out_of_order']}"
+                + ("" if integrity["balanced"] else "  (DOES NOT BALANCE)")
+            )
+        if generator.get("generator_bound"):
+            notes.append(
+                f"{name}: generator_bound: true ({generator['why']}): latency and "
+                "throughput here describe the generator, not the server"
+            )
+        if result.get("errors"):
+            notes.append(f"{name}: errors: {result['errors']}")
+    return "\n".join([*lines, "", *notes])
