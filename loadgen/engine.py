@@ -100,6 +100,10 @@ class TransportRun:
             body = frame.get("body")
             if isinstance(body, dict) and "t" in body:
                 self.latency.record((received_ns - int(body["t"])) // 1000)
+        elif op == "joined" and frame.get("ch") == client.channel:
+            # Track from the join itself: messages can follow in the same read, before
+            # the connect coroutine resumes.
+            self.tracks[client.index] = ChannelTrack(int(frame.get("last", 0)))
         elif op == "ack":
             ch = client.channel
             self.final_ids[ch] = max(self.final_ids.get(ch, 0), int(frame["id"]))
@@ -167,7 +171,6 @@ class TransportRun:
             self._count(type(exc).__name__)
             await client.close()
             return
-        self.tracks[client.index] = ChannelTrack(client.joined_last)
         for name in ("upgrade", "join"):
             value = client.phases.get(f"{name}_ms")
             if value is not None:
