@@ -53,9 +53,14 @@ def channel_for(index: int, channel_size: int) -> str:
 class TransportRun:
     """One transport through every step of the scenario."""
 
-    def __init__(self, scenario: Scenario, transport: str, out: ResultsWriter, say: Say) -> None:
+    def __init__(
+        self, scenario: Scenario, transport: str, out: ResultsWriter, say: Say, repeat: int = 1
+    ) -> None:
         self.scenario = scenario
         self.transport = transport
+        self.repeat = repeat
+        # Later repeats restart the clock, so their histogram intervals carry their own tag.
+        self.tag = transport if repeat == 1 else f"{transport}#{repeat}"
         self.out = out
         self.say = say
         self.clients: list[Client] = []
@@ -282,6 +287,7 @@ class TransportRun:
             row: dict[str, Any] = {
                 "t_s": t,
                 "transport": self.transport,
+                "repeat": self.repeat,
                 "step": self.step,
                 "phase": self.phase,
                 "connections": sum(1 for c in self.clients if c.open),
@@ -303,7 +309,7 @@ class TransportRun:
             last_received, last_sent = self.received, self.sent
             self.rows.append(row)
             self.out.series(row)
-            self.out.interval(self.transport, t - 1.0, 1.0, interval)
+            self.out.interval(self.tag, t - 1.0, 1.0, interval)
             self.say(
                 f"  {self.transport:<6} {self.phase:<6} conns {row['connections']:>6}/{row['target']:<6}"
                 f" in {row['msgs_in_per_s']:>6}/s  p50 {_ms(pcts['p50'])}  p99 {_ms(pcts['p99'])}"
@@ -376,9 +382,10 @@ async def run_transport(
     say: Say,
     result: dict[str, Any],
     flush: Callable[[], None],
+    repeat: int = 1,
 ) -> None:
     """Fill ``result`` step by step, calling ``flush`` after each so nothing measured is lost."""
-    state = TransportRun(scenario, transport, out, say)
+    state = TransportRun(scenario, transport, out, say, repeat)
     target = scenario.target
     tls: ssl.SSLContext | None = None
     result.update({"transport": transport, "steps": []})
@@ -436,6 +443,11 @@ async def run_transport(
                         "target": step,
                         "latency_ms": percentiles_ms(state.latency.total),
                         "samples": state.latency.total.get_total_count(),
+                        # The merged histogram itself (HdrHistogram compressed, base64), so
+                        # a report draws the spectrum without decoding the whole hlog.
+                        "histogram": state.latency.total.encode().decode()
+                        if state.latency.total.get_total_count()
+                        else None,
                         "msgs_per_s": (state.received - received_before) / scenario.run.hold_s,
                         "sent_per_s": (state.sent - sent_before) / scenario.run.hold_s,
                         "server_cpu_pct": _mean([r["server_cpu_pct"] for r in hold_rows]),
@@ -455,6 +467,7 @@ async def run_transport(
                         f", p99 {_ms(step_result['latency_ms']['p99'])}, {msgs:.0f} msgs/s"
                     )
                 state._publishing = False
+                state.phase = "drain"
                 await asyncio.sleep(DRAIN_S)
             finally:
                 state._publishing = False
@@ -509,6 +522,16 @@ def _memory_fit(points: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _repeat_figures(result: dict[str, Any]) -> dict[str, Any]:
+    """What compare needs from each repeat to draw a noise band."""
+    memory = result.get("memory", {})
+    return {
+        "steps": result.get("steps", []),
+        "memory": {key: memory.get(key) for key in ("rss", "uss", "kernel")},
+        "integrity": result.get("integrity"),
+    }
+
+
 def _generator_health(state: TransportRun) -> dict[str, Any]:
     hold = [r for r in state.rows if r["phase"] == "hold"]
     cpu = _max([r["gen_cpu_pct"] for r in hold])
@@ -539,12 +562,23 @@ async def run_scenario(scenario: Scenario, results_root: Path, say: Say) -> Path
     summary: dict[str, Any] = {"scenario": scenario.name, "partial": True, "transports": {}}
     out.summary(summary)
     try:
+        repeats = scenario.run.repeats
         for transport in scenario.run.transports:
-            summary["running"] = transport
-            result: dict[str, Any] = {}
-            summary["transports"][transport] = result
-            await run_transport(scenario, transport, out, say, result, lambda: out.summary(summary))
-            out.summary(summary)
+            rounds: list[dict[str, Any]] = []
+            for repeat in range(1, repeats + 1):
+                summary["running"] = transport if repeats == 1 else f"{transport} repeat {repeat}"
+                result: dict[str, Any] = {}
+                if repeat == 1:
+                    summary["transports"][transport] = result
+                else:
+                    say(f"{transport}: repeat {repeat} of {repeats}")
+                await run_transport(
+                    scenario, transport, out, say, result, lambda: out.summary(summary), repeat
+                )
+                if repeats > 1:
+                    rounds.append(_repeat_figures(result))
+                    summary["transports"][transport]["repeats"] = rounds
+                out.summary(summary)
         summary.pop("running", None)
         summary["partial"] = False
     except (asyncio.CancelledError, KeyboardInterrupt) as exc:

@@ -24,6 +24,7 @@ SCHEMA_VERSION = 1
 SERIES_COLUMNS = (
     "t_s",
     "transport",
+    "repeat",
     "step",
     "phase",
     "connections",

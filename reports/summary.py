@@ -5,30 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import orjson
+from reports.results import ReportError, load_summary
 
-SCHEMA_VERSION = 1
-
-
-class ReportError(Exception):
-    """Results that cannot be reported on; the message says why."""
-
-
-def load_summary(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "summary.json"
-    try:
-        data: dict[str, Any] = orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise ReportError(
-            f"{run_dir} holds no summary.json: is it an rtbench results folder?"
-        ) from None
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ReportError(
-            f"{path} has results schema version {version!r}; this rtbench reads version "
-            f"{SCHEMA_VERSION}"
-        )
-    return data
+__all__ = ["ReportError", "load_summary", "render_summary"]
 
 
 def _fmt(value: Any, unit: str = "", digits: int = 2) -> str:

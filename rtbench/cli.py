@@ -6,7 +6,7 @@ Heavy imports stay inside the commands so that ``rtbench --help`` is instant.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -125,8 +125,12 @@ def run(
         typer.Option("--set", help="Override a field: SECTION.FIELD=VALUE (repeat)."),
     ] = None,
     out: Annotated[Path, typer.Option(help="Folder for results.")] = Path("results"),
+    write_report: Annotated[
+        bool, typer.Option("--report/--no-report", help="Write the HTML/Markdown report.")
+    ] = True,
 ) -> None:
-    """Run a scenario and print the comparison; results go to OUT/<run-id>/."""
+    """Run a scenario, print the comparison and write the report; results go to
+    OUT/<run-id>/."""
     from loadgen.errors import LoadgenError
     from loadgen.scenario import load_scenario
     from reports.summary import render_summary
@@ -145,6 +149,12 @@ def run(
     except LoadgenError as exc:
         raise _fail(str(exc)) from None
     typer.echo(render_summary(run_dir))
+    if write_report:
+        from reports.render import report as render_report
+        from reports.results import load_run
+
+        render_report([load_run(run_dir)], run_dir / "report")
+        typer.echo(f"\nreport: {run_dir / 'report' / 'report.html'} (and report.md)")
 
 
 @app.command()
@@ -156,6 +166,159 @@ def scenarios(
 
     for name, description in list_scenarios(directory):
         typer.echo(f"{name:<28} {description}")
+
+
+def _load_runs(paths: list[Path]) -> list[Any]:
+    from reports.results import ReportError, load_run
+
+    try:
+        return [load_run(path) for path in paths]
+    except ReportError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="One or more results/<run-id> folders.")],
+    *,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the report [default: <first run>/report]."),
+    ] = None,
+) -> None:
+    """Write an HTML page (self-contained), a Markdown twin and PNG charts from results."""
+    from reports.render import report as write_report
+
+    loaded = _load_runs(runs)
+    target = out or runs[0] / "report"
+    written = write_report(loaded, target)
+    for path in written:
+        typer.echo(str(path))
+    typer.echo(f"open {target / 'report.html'} in a browser; it needs no network")
+
+
+@app.command()
+def compare(
+    base: Annotated[Path, typer.Argument(help="The base run's results folder.")],
+    new: Annotated[Path, typer.Argument(help="The new run's results folder.")],
+    *,
+    fail_on: Annotated[
+        str,
+        typer.Option(
+            help='Thresholds, e.g. "p99>+10%,ram_per_conn>+5%,msgs_per_s<-5%"; '
+            "exit 1 when one is crossed outside the noise band."
+        ),
+    ] = "",
+) -> None:
+    """Table of changes from BASE to NEW; a non-zero exit when a threshold is crossed."""
+    from reports import compare as cmp
+    from reports.results import ReportError
+
+    try:
+        thresholds = cmp.parse_thresholds(fail_on)
+    except ReportError as exc:
+        raise _fail(str(exc)) from None
+    base_run, new_run = _load_runs([base, new])
+    deltas = cmp.compare(base_run, new_run, thresholds)
+    if not deltas:
+        raise _fail(f"{base} and {new} share no transport: nothing to compare")
+    typer.echo(f"base {base_run.name}  ->  new {new_run.name}\n")
+    typer.echo(cmp.render_text(cmp.table(deltas)))
+    for line in cmp.missing(base_run, new_run):
+        typer.echo(f"note: {line}")
+    failed = [d for d in deltas if d.crossed]
+    if failed:
+        typer.echo(f"\n{len(failed)} threshold(s) crossed:")
+        typer.echo(cmp.render_text(cmp.table(failed)))
+        raise typer.Exit(1)
+    if thresholds:
+        typer.echo(f"\nwithin every threshold ({', '.join(map(str, thresholds))})")
+
+
+_SIZE = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_SIZE.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
+
+
+def _parse_size(text: str) -> int:
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    if not match or match[2].lower() not in _SIZE:
+        raise _fail(f"--host-ram {text!r}: write a size such as 16GiB, 64GB or 512MiB")
+    return int(float(match[1]) * _SIZE[match[2].lower()])
+
+
+def _parse_ms(text: str) -> float:
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*", text)
+    if not match:
+        raise _fail(f"--p99 {text!r}: write a duration such as 50ms or 0.2s")
+    return float(match[1]) * (1000 if match[2] == "s" else 1)
+
+
+@app.command()
+def plan(
+    runs: Annotated[list[Path], typer.Argument(help="Results folders to build the models from.")],
+    *,
+    connections: Annotated[int, typer.Option(help="Connections to serve.", min=1)],
+    msg_rate: Annotated[
+        float | None,
+        typer.Option(
+            help="Messages delivered per second in total [default: as measured per connection × N]."
+        ),
+    ] = None,
+    p99: Annotated[str, typer.Option(help="Latency objective for p99.")] = "50ms",
+    host_ram: Annotated[str, typer.Option(help="RAM of one server host.")] = "16GiB",
+    host_cores: Annotated[int, typer.Option(help="Cores of one server host.", min=1)] = 4,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for plan.md and plan.html [default: <first run>/report]."),
+    ] = None,
+) -> None:
+    """Server hosts and RAM per transport for N connections within a p99 objective."""
+    from reports import plan as planner
+    from reports import render
+    from reports.compare import render_text
+
+    request = planner.Request(
+        connections=connections,
+        msg_rate=msg_rate,
+        p99_ms=_parse_ms(p99),
+        host_ram=_parse_size(host_ram),
+        host_cores=host_cores,
+    )
+    loaded = _load_runs(runs)
+    names = list(dict.fromkeys(t for run in loaded for t in run.transports))
+    models = [m for m in (planner.model_of(t, loaded) for t in names) if m is not None]
+    if not models:
+        raise _fail("no run holds a transport with measured steps and a memory fit")
+    plans = [planner.plan(m, request) for m in models]
+    table = planner.plan_table(plans, request)
+    notes = [f"{p.transport}: {note}" for p in plans for note in p.notes]
+    typer.echo(table.title + "\n")
+    typer.echo(render_text(table))
+    typer.echo("")
+    for p in plans:
+        if p.extrapolation > 1:
+            typer.echo(f"{p.transport}: {planner.extrapolation_text(p.extrapolation)}")
+    typer.echo("\nWhy:")
+    for line in notes + planner.assumptions(models, request):
+        typer.echo(f"- {line}")
+    doc = render.Document(
+        title="rtbench capacity plan",
+        intro=[f"From runs: {', '.join(r.name for r in loaded)}."],
+        warnings=[
+            f"{p.transport}: {planner.extrapolation_text(p.extrapolation)}"
+            for p in plans
+            if p.extrapolation > 1
+        ],
+        tables=[table],
+        charts=[],
+    )
+    doc.intro += [f"- {line}" for line in notes + planner.assumptions(models, request)]
+    written = render.write(doc, out or runs[0] / "report", stem="plan")
+    typer.echo("\n" + "\n".join(str(p) for p in written))
 
 
 if __name__ == "__main__":
