@@ -140,7 +140,7 @@ def write_run(root: Path, seconds: int) -> Path:
                 },
                 "generator": {
                     "cpu_pct_max": 30.0,
-                    "loop_lag_p99_ms_max": 2.0,
+                    "loop_lag_p99_ms": 2.0,
                     "generator_bound": False,
                     "why": None,
                 },

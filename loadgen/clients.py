@@ -1,12 +1,13 @@
-"""Transport clients: WebSocket (aiohttp), SSE/1.1 (aiohttp), SSE/2 (httpx with h2).
+"""Transport clients: WebSocket (aiohttp), SSE/1.1 (aiohttp), SSE/2 (h2 on asyncio).
 
 Each client opens one connection for one simulated user, timing the phases of the
 connect (token REST call, TCP/TLS + upgrade or first byte, join acknowledgement), and
 hands every decoded frame to ``on_frame(client, frame, received_ns)``.
 
 Library choice, by measurement (../shared/ANCHORS.md): aiohttp for WS and SSE/1.1 (about
-10.7 KB per idle client connection, fast to open); httpx for SSE/2 only, one client per
-connection (one pool of thousands slows down badly).
+10.7 KB per idle client connection, fast to open); for SSE/2 the ``h2`` state machine on an
+asyncio protocol (``loadgen.h2conn``), because httpx saturated one generator process past
+about 2,000 streams (measured on this machine; README, "Client libraries").
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import ssl
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
-import httpx
 import orjson
 
+from loadgen import h2conn
 from loadgen.sse import SseDecoder
 from servers.core import protocol
 
@@ -226,51 +228,73 @@ class SseClient(_SseBase):
 
 
 class Sse2Client(_SseBase):
-    """SSE over HTTP/2 with TLS: one httpx client (one TCP connection) per user; the
-    POSTs are further streams on the same connection, as a browser would send them."""
+    """SSE over HTTP/2 with TLS on one connection per user (``loadgen.h2conn``): the token
+    call, the stream and the POSTs are streams on it, as a browser would send them."""
 
     transport = "sse-h2"
 
     def __init__(self, *args: Any, base_url: str, tls: ssl.SSLContext) -> None:
         super().__init__(*args)
-        self.base_url = base_url
-        self.http = httpx.AsyncClient(
-            http2=True, verify=tls, timeout=None, limits=httpx.Limits(max_connections=1)
-        )
-        self._stream: Any = None
+        url = urlsplit(base_url)
+        self.host = url.hostname or "127.0.0.1"
+        self.port = url.port or 443
+        self.tls = tls
+        self.proto: h2conn.H2ClientProtocol | None = None
+
+    async def prepare(self, timeout: float) -> None:
+        """TCP and TLS (with ALPN h2), timed on their own."""
+        started = time.perf_counter()
+        try:
+            self.proto = await h2conn.connect(self.host, self.port, self.tls, timeout)
+        except h2conn.H2Error as exc:
+            raise ConnectError(exc.kind) from None
+        except TimeoutError:
+            raise ConnectError("connect_timeout") from None
+        except OSError as exc:
+            raise ConnectError(
+                "refused" if isinstance(exc, ConnectionRefusedError) else type(exc).__name__
+            ) from None
+        self.phases["tcp_tls_ms"] = (time.perf_counter() - started) * 1000
+
+    async def request(self, path: str, body: bytes) -> tuple[int, bytes]:
+        assert self.proto is not None
+        try:
+            return await self.proto.request("POST", path, body)
+        except h2conn.H2Error as exc:
+            raise ConnectError(exc.kind) from None
 
     async def connect(self, token: str, timeout: float) -> None:
+        assert self.proto is not None
         started = time.perf_counter()
-        request = self.http.build_request(
-            "GET", f"{self.base_url}/v1/sse", params={"token": token, "ch": self.channel}
-        )
+        query = urlencode({"token": token, "ch": self.channel})
         try:
-            response = await self.http.send(request, stream=True)
-        except (httpx.HTTPError, OSError) as exc:
-            raise ConnectError(type(exc).__name__) from None
-        self._stream = response
-        if response.status_code != 200:
-            await response.aclose()
-            raise ConnectError(f"http_{response.status_code}")
+            stream = self.proto.start("GET", f"/v1/sse?{query}", on_data=self._feed)
+            async with asyncio.timeout(timeout):
+                status = await stream.response
+        except h2conn.H2Error as exc:
+            raise ConnectError(exc.kind) from None
+        except TimeoutError:
+            raise ConnectError("upgrade_timeout") from None
+        if status != 200:
+            raise ConnectError(f"http_{status}")
         self.phases["upgrade_ms"] = (time.perf_counter() - started) * 1000
         self.open = True
-        self._reader = asyncio.create_task(self._read())
+        assert stream.done is not None
+        stream.done.add_done_callback(self._stream_ended)
         started = time.perf_counter()
         await self._wait_joined(timeout)
         self.phases["join_ms"] = (time.perf_counter() - started) * 1000
 
-    async def _read(self) -> None:
-        try:
-            async for chunk in self._stream.aiter_raw():
-                self._feed(chunk)
-        except (httpx.HTTPError, OSError):
-            pass
-        finally:
-            self.open = False
+    def _stream_ended(self, done: asyncio.Future[None]) -> None:
+        self.open = False
+        if not done.cancelled():
+            done.exception()
 
     async def _post(self, path: str, body: bytes) -> None:
-        with contextlib.suppress(httpx.HTTPError, OSError):
-            await self.http.post(f"{self.base_url}{path}", params={"sid": self.sid}, content=body)
+        if self.proto is None:
+            return
+        with contextlib.suppress(h2conn.H2Error):
+            await self.proto.request("POST", f"{path}?sid={self.sid}", body)
 
     async def publish(self, body: Any) -> None:
         await self._post(f"/v1/channels/{self.channel}/messages", orjson.dumps({"body": body}))
@@ -282,9 +306,6 @@ class Sse2Client(_SseBase):
         await self._post("/v1/presence/heartbeat", b"{}")
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-        with contextlib.suppress(Exception):
-            if self._stream is not None:
-                await self._stream.aclose()
-            await self.http.aclose()
+        self.open = False
+        if self.proto is not None:
+            self.proto.close()

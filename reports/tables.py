@@ -165,7 +165,7 @@ def health(runs: list[RunData]) -> Table:
             "Out of order",
             "Balances",
             "Gen CPU max",
-            "Gen loop lag p99",
+            "Gen loop lag p99 (hold)",
             "Generator bound",
             "Errors",
         ],
@@ -188,7 +188,7 @@ def health(runs: list[RunData]) -> Table:
                     "not measured"
                     if gen.get("cpu_pct_max") is None
                     else f"{gen['cpu_pct_max']:.0f}%",
-                    fmt_ms(gen.get("loop_lag_p99_ms_max")),
+                    fmt_ms(gen.get("loop_lag_p99_ms")),
                     ("yes: " + str(gen.get("why"))) if gen.get("generator_bound") else "no",
                     ", ".join(f"{k} {v:,}" for k, v in sorted(errors.items())) or "none",
                 ]
@@ -279,6 +279,12 @@ def warnings(runs: list[RunData]) -> list[str]:
                     out.append(
                         f"{prefix}{name} at {conns:,} connections: {samples:,} latency samples; "
                         f"p99.9 is set by its top {max(1, samples // 1000)} sample(s) and is a rough figure."
+                    )
+                if step.get("settled") is False:
+                    out.append(
+                        f"{prefix}{name} at {conns:,} connections: the ramp's backlog had not "
+                        f"drained after {step.get('warmup_s')} s of warm-up; the hold measured "
+                        "part of it."
                     )
                 target = step.get("target")
                 if target and conns is not None and conns < target:

@@ -65,6 +65,13 @@ def serve(
     origin: Annotated[
         list[str] | None, typer.Option("--origin", help="Allowed Origin; repeat. Default: any.")
     ] = None,
+    gc_freeze_s: Annotated[
+        float,
+        typer.Option(
+            help="Every this many seconds, freeze surviving objects out of the garbage "
+            "collector's walk (0: Python's default collector)."
+        ),
+    ] = 5.0,
     ready_file: Annotated[
         Path | None, typer.Option(help="Write URLs and PIDs as JSON here once ready.")
     ] = None,
@@ -91,6 +98,7 @@ def serve(
         heartbeat_s=heartbeat_s,
         presence_expiry_s=presence_expiry_s,
         allowed_origins=tuple(origin or ()),
+        gc_freeze_s=gc_freeze_s,
         limits=Limits(max_message_bytes=max_message_bytes, send_queue_limit=send_queue_limit),
     )
     options = ServeOptions(

@@ -46,4 +46,7 @@ class ServerConfig:
     """Simulated latency of the token-gating lookup (a chain RPC in production)."""
     allowed_origins: tuple[str, ...] = ()
     sse_keepalive_s: float = 15.0
+    gc_freeze_s: float = 5.0
+    """Freeze surviving objects out of the cyclic collector's walk this often (0: off);
+    see servers/gcpolicy.py."""
     limits: Limits = Limits()

@@ -104,12 +104,17 @@ class Hub:
                 log.exception("presence sweep failed")
 
     async def _keepalive_loop(self) -> None:
-        # A comment line every few seconds keeps idle SSE streams open through proxies
-        # and lets the server notice a vanished client.
+        # A comment line keeps an idle SSE stream open through proxies and lets the server
+        # notice a vanished client; a stream that carried a frame since the last tick is
+        # not idle, so a busy server does not write 10,000 comments at once.
         while True:
             await asyncio.sleep(self.config.sse_keepalive_s)
             for session in list(self.sessions.values()):
-                if session.transport is not Transport.WS and not session.queue:
+                if session.transport is Transport.WS:
+                    continue
+                if session.active:
+                    session.active = False
+                elif not session.queue:
                     session.push_raw(protocol.SSE_KEEPALIVE)
 
     # -- auth -----------------------------------------------------------------------

@@ -26,6 +26,7 @@ from aiohttp import web
 from servers.brokers import make_broker
 from servers.config import ServerConfig
 from servers.core.realm import Realm, generate_realm, load_realm
+from servers.gcpolicy import freeze_survivors
 from servers.hub import Hub
 from servers.session import Transport
 from servers.transports.aio import make_app
@@ -275,7 +276,14 @@ async def _serve_async(
             ready.put(info)
         else:
             _announce(options, [info], say)
+        freezer = None
+        if options.config.gc_freeze_s > 0:
+            freezer = asyncio.create_task(
+                freeze_survivors(options.config.gc_freeze_s, lambda: len(running.hub.sessions))
+            )
         await stop.wait()
+        if freezer is not None:
+            freezer.cancel()
         say("draining: WebSocket clients get close 1001, SSE streams end")
 
 

@@ -47,6 +47,7 @@ class Session:
     transport drains; the queue bound keeps a slow consumer from growing memory."""
 
     __slots__ = (
+        "active",
         "bucket",
         "channels",
         "close_code",
@@ -87,6 +88,8 @@ class Session:
         self.on_overflow = on_overflow
         self.close_code = CLOSE_GOING_AWAY
         self.close_reason = ""
+        self.active = False
+        """A frame was queued since the last keep-alive tick (so none is needed)."""
 
     def push(self, frame: bytes) -> None:
         if self.closed:
@@ -95,6 +98,7 @@ class Session:
             self.on_overflow(self)
             return
         self.queue.append(frame)
+        self.active = True
         self.wake.set()
 
     def deliver(self, ch: str, msg_id: int, frame: bytes) -> None:
