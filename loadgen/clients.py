@@ -309,3 +309,120 @@ class Sse2Client(_SseBase):
         self.open = False
         if self.proto is not None:
             self.proto.close()
+
+
+class PlainWsClient(WsClient):
+    """``ws-echo``: any WebSocket echo server. No token, no join: each text frame sent holds
+    ``{"t": intended_send_ns, "p": padding}`` and whatever comes back is matched by ``t``."""
+
+    transport = "ws"
+
+    async def connect(self, token: str, timeout: float) -> None:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                self.ws = await self.http.ws_connect(
+                    self.ws_url, autoping=True, compress=0, max_msg_size=0
+                )
+        except aiohttp.WSServerHandshakeError as exc:
+            raise ConnectError(f"http_{exc.status}") from None
+        except TimeoutError:
+            raise ConnectError("upgrade_timeout") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ConnectError(
+                "refused" if isinstance(exc, ConnectionRefusedError) else type(exc).__name__
+            ) from None
+        self.phases["upgrade_ms"] = (time.perf_counter() - started) * 1000
+        self.open = True
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        loads, now = orjson.loads, time.monotonic_ns
+        try:
+            async for message in self.ws:
+                if message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                    received = now()
+                    try:
+                        body = loads(message.data)
+                    except orjson.JSONDecodeError:
+                        body = None
+                    self.on_frame(self, {"op": "echo", "body": body}, received)
+        finally:
+            self.open = False
+            self.close_code = self.ws.close_code
+
+    async def echo(self, body: Any) -> None:
+        if self.ws is not None and not self.ws.closed:
+            await self.ws.send_str(orjson.dumps(body).decode())
+
+    async def heartbeat(self) -> None:
+        return None
+
+
+class PlainSseClient(Client):
+    """``sse-plain``: any SSE endpoint whose event data is JSON holding the send time, in
+    milliseconds since the Unix epoch, in field ``time_field``. Latency = arrival - that,
+    so server and generator clocks must agree (same host, or NTP-synchronised)."""
+
+    transport = "sse"
+
+    def __init__(self, *args: Any, http: aiohttp.ClientSession, url: str, time_field: str) -> None:
+        super().__init__(*args)
+        self.http = http
+        self.url = url
+        self.time_field = time_field
+        self.decoder = SseDecoder()
+        self.response: aiohttp.ClientResponse | None = None
+
+    async def connect(self, token: str, timeout: float) -> None:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                self.response = await self.http.get(
+                    self.url, headers={"Accept": "text/event-stream"}
+                )
+        except TimeoutError:
+            raise ConnectError("upgrade_timeout") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ConnectError(
+                "refused" if isinstance(exc, ConnectionRefusedError) else type(exc).__name__
+            ) from None
+        if self.response.status != 200:
+            self.response.release()
+            raise ConnectError(f"http_{self.response.status}")
+        self.phases["upgrade_ms"] = (time.perf_counter() - started) * 1000
+        self.open = True
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.response is not None
+        field = self.time_field
+        try:
+            async for chunk in self.response.content.iter_any():
+                now_ms = time.time_ns() / 1e6
+                received = time.monotonic_ns()
+                for event in self.decoder.feed(chunk):
+                    try:
+                        sent = orjson.loads(event.data).get(field)
+                    except (orjson.JSONDecodeError, AttributeError):
+                        sent = None
+                    us = (
+                        int((now_ms - float(sent)) * 1000)
+                        if isinstance(sent, int | float)
+                        else None
+                    )
+                    self.on_frame(self, {"op": "plain", "us": us}, received)
+        except (aiohttp.ClientError, OSError):
+            pass
+        finally:
+            self.open = False
+
+    async def heartbeat(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        if self.response is not None:
+            self.response.close()

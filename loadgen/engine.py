@@ -20,7 +20,15 @@ import aiohttp
 import orjson
 import psutil
 
-from loadgen.clients import Client, ConnectError, Sse2Client, SseClient, WsClient
+from loadgen.clients import (
+    Client,
+    ConnectError,
+    PlainSseClient,
+    PlainWsClient,
+    Sse2Client,
+    SseClient,
+    WsClient,
+)
 from loadgen.errors import LoadgenError, PlanError
 from loadgen.h2conn import h2_context
 from loadgen.launch import Launched, launch
@@ -114,6 +122,14 @@ class TransportRun:
             body = frame.get("body")
             if isinstance(body, dict) and "t" in body:
                 self.latency.record((received_ns - int(body["t"])) // 1000)
+            else:
+                self._count("echo_unrecognised")
+        elif op == "plain":
+            self.received += 1
+            if frame["us"] is not None:
+                self.latency.record(frame["us"])
+            else:
+                self._count("event_without_time")
         elif op == "joined" and frame.get("ch") == client.channel:
             # Track from the join itself: messages can follow in the same read, before
             # the connect coroutine resumes.
@@ -156,6 +172,12 @@ class TransportRun:
         args = (index, f"u{index}", channel_for(index, w.channel_size), self.on_frame)
         assert self.launched is not None or self.scenario.target.url
         http_url = self.launched.http_url if self.launched else self.scenario.target.url
+        if w.kind == "ws-echo":
+            assert http_url
+            return PlainWsClient(*args, http=http, ws_url=http_url)
+        if w.kind == "sse-plain":
+            assert http_url
+            return PlainSseClient(*args, http=http, url=http_url, time_field=w.time_field)
         if self.transport == "ws":
             assert http_url
             return WsClient(*args, http=http, ws_url=http_url.replace("http", "ws", 1) + "/v1/ws")
@@ -176,7 +198,8 @@ class TransportRun:
         try:
             if isinstance(client, Sse2Client):
                 await client.prepare(CONNECT_TIMEOUT_S)
-            token = await self._token(client, http, base)
+            plain = isinstance(client, PlainWsClient | PlainSseClient)
+            token = "" if plain else await self._token(client, http, base)
             await client.connect(token, CONNECT_TIMEOUT_S)
         except ConnectError as exc:
             self._count(exc.kind)
@@ -229,9 +252,9 @@ class TransportRun:
         w = self.scenario.workload
         if w.kind == "fanout" and client.index % w.channel_size == 0:
             self._spawn(self._schedule(client, w.rate, client.publish))
-        elif w.kind == "echo":
+        elif w.kind in ("echo", "ws-echo"):
             self._spawn(self._schedule(client, w.rate, client.echo))
-        if w.heartbeat_s:
+        if w.heartbeat_s and w.kind not in ("ws-echo", "sse-plain"):
             self._spawn(self._heartbeats(client, w.heartbeat_s))
 
     async def _schedule(self, client: Client, rate: float, send: Callable[[Any], Any]) -> None:
@@ -542,13 +565,22 @@ async def run_transport(
                 state._publishing = False
                 sampler.cancel()
                 lag_task.cancel()
-                integrity = Integrity()
-                for client in state.clients:
-                    track = state.tracks.get(client.index)
-                    final = state.final_ids.get(client.channel, 0)
-                    if track is not None:
-                        integrity.account(track, final)
-                result["integrity"] = integrity.as_dict()
+                if scenario.workload.kind in ("echo", "ws-echo"):
+                    # One reply per send: what was sent and never came back is lost.
+                    result["integrity"] = Integrity(
+                        expected=state.sent,
+                        delivered=min(state.received, state.sent),
+                        lost=max(0, state.sent - state.received),
+                        duplicated=max(0, state.received - state.sent),
+                    ).as_dict()
+                else:
+                    integrity = Integrity()
+                    for client in state.clients:
+                        track = state.tracks.get(client.index)
+                        final = state.final_ids.get(client.channel, 0)
+                        if track is not None:
+                            integrity.account(track, final)
+                    result["integrity"] = integrity.as_dict()
                 result["errors"] = dict(state.errors)
                 result["connect_ms"] = {k: percentiles_ms(v) for k, v in state.connect_ms.items()}
                 result["memory"] = _memory_fit(state.memory_points)

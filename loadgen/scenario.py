@@ -73,6 +73,8 @@ class Workload:
     rate: float = 1.0
     channel_size: int = 100
     heartbeat_s: float = 60.0
+    time_field: str = "t"
+    """sse-plain: the JSON field of the event data holding the send time (epoch ms)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -234,6 +236,7 @@ def _workload(c: _Checker, raw: dict[str, Any], run: Run) -> Workload:
         heartbeat_s=c.number(
             "workload.heartbeat_s", w.get("heartbeat_s", 60), minimum=1, maximum=3600
         ),
+        time_field=c.string("workload.time_field", w.get("time_field", "t")),
     )
 
 
