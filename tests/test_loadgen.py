@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import orjson
+import psutil
 
 from loadgen.engine import main_run
 from loadgen.scenario import load_scenario
@@ -39,3 +45,53 @@ def test_small_run_writes_every_result_file(tmp_path: Path) -> None:
     assert {r["transport"] for r in rows} == {"ws", "sse"}
     assert "Tag=ws," in (run_dir / "latency.hlog").read_text()
     assert "integrity: expected" in render_summary(run_dir)
+
+
+def test_sigint_mid_run_keeps_results_and_marks_them_partial(tmp_path: Path) -> None:
+    """Ctrl-C during the second step: exit 130, the first step's figures stay in
+    summary.json with partial = true and where it stopped, and the launched server is gone."""
+    scenario_file = tmp_path / "long.toml"
+    scenario_file.write_text(
+        'name = "long"\n[run]\ntransports = ["ws", "sse"]\nsteps = [10, 20]\nramp_rate = 200\n'
+        'hold_s = 3\nwarmup_s = 0\n[workload]\nkind = "fanout"\nrate = 5.0\nchannel_size = 10\n'
+    )
+    out = tmp_path / "results"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rtbench.cli", "run", str(scenario_file), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        summary: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            found = list(out.glob("*/summary.json"))
+            if found:
+                summary = orjson.loads(found[0].read_bytes())
+                steps = summary.get("transports", {}).get("ws", {}).get("steps", [])  # type: ignore[attr-defined]
+                if len(steps) == 1:
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the first step never finished")
+        run_dir = found[0].parent
+        server_pids = summary["transports"]["ws"]["server_pids"]  # type: ignore[index]
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "summary marked partial" in err
+    summary = orjson.loads((run_dir / "summary.json").read_bytes())
+    assert summary["partial"] is True
+    assert "interrupted during ws" in str(summary["stopped"])
+    ws = summary["transports"]["ws"]  # type: ignore[index]
+    assert ws["steps"][0]["connections"] == 10 and ws["steps"][0]["latency_ms"]["p50"]
+    assert ws["integrity"]["balanced"]
+    assert "sse" not in summary["transports"]  # type: ignore[operator]
+    rows = list(csv.DictReader((run_dir / "series.csv").open()))
+    assert rows and (run_dir / "run.json").exists()
+    for pid in server_pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
