@@ -233,19 +233,24 @@ class Sse2Client(_SseBase):
 
     transport = "sse-h2"
 
-    def __init__(self, *args: Any, base_url: str, tls: ssl.SSLContext) -> None:
+    def __init__(
+        self, *args: Any, base_url: str, tls: ssl.SSLContext, source_ip: str | None = None
+    ) -> None:
         super().__init__(*args)
         url = urlsplit(base_url)
         self.host = url.hostname or "127.0.0.1"
         self.port = url.port or 443
         self.tls = tls
+        self.source_ip = source_ip
         self.proto: h2conn.H2ClientProtocol | None = None
 
     async def prepare(self, timeout: float) -> None:
         """TCP and TLS (with ALPN h2), timed on their own."""
         started = time.perf_counter()
         try:
-            self.proto = await h2conn.connect(self.host, self.port, self.tls, timeout)
+            self.proto = await h2conn.connect(
+                self.host, self.port, self.tls, timeout, source_ip=self.source_ip
+            )
         except h2conn.H2Error as exc:
             raise ConnectError(exc.kind) from None
         except TimeoutError:

@@ -193,8 +193,10 @@ class H2ClientProtocol(asyncio.Protocol):
             self.transport.write(data)
 
 
-async def connect(host: str, port: int, tls: ssl.SSLContext, timeout: float) -> H2ClientProtocol:
-    """Open a TLS connection that negotiated ``h2`` by ALPN."""
+async def connect(
+    host: str, port: int, tls: ssl.SSLContext, timeout: float, source_ip: str | None = None
+) -> H2ClientProtocol:
+    """Open a TLS connection that negotiated ``h2`` by ALPN, from ``source_ip`` if given."""
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(timeout):
         transport, protocol = await loop.create_connection(
@@ -203,6 +205,7 @@ async def connect(host: str, port: int, tls: ssl.SSLContext, timeout: float) -> 
             port,
             ssl=tls,
             server_hostname=host,
+            local_addr=(source_ip, 0) if source_ip else None,
         )
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":

@@ -64,6 +64,8 @@ class Run:
     warmup_s: float = 2.0
     seed: int = 1
     repeats: int = 1
+    workers: int = 0
+    """Generator processes; 0: one per core, more if one would hold over 15,000 sockets."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -206,6 +208,7 @@ def _run(c: _Checker, raw: dict[str, Any]) -> Run:
         warmup_s=c.number("run.warmup_s", r.get("warmup_s", 2), minimum=0, maximum=3600),
         seed=c.number("run.seed", r.get("seed", 1), minimum=0, maximum=2**31, integer=True),
         repeats=c.number("run.repeats", r.get("repeats", 1), minimum=1, maximum=100, integer=True),
+        workers=c.number("run.workers", r.get("workers", 0), minimum=0, maximum=64, integer=True),
     )
 
 
@@ -280,6 +283,21 @@ def load_scenario(path: Path | str, overrides: list[str] | tuple[str, ...] = ())
     if scenario.workload.kind in ("ws-echo", "sse-plain") and scenario.target.launch:
         raise c.fail("target.launch", True, f"{scenario.workload.kind} targets a server you run")
     return replace(scenario)
+
+
+def scenario_from_dict(data: dict[str, Any]) -> Scenario:
+    """The inverse of :meth:`Scenario.as_dict` (the plan a worker receives)."""
+    run = dict(data["run"])
+    run["transports"] = tuple(run["transports"])
+    run["steps"] = tuple(run["steps"])
+    return Scenario(
+        name=data["name"],
+        description=data.get("description", ""),
+        path=data.get("path", ""),
+        target=Target(**data["target"]),
+        run=Run(**run),
+        workload=Workload(**data["workload"]),
+    )
 
 
 def list_scenarios(directory: Path) -> list[tuple[str, str]]:

@@ -29,6 +29,7 @@ ramp_rate = 400
 hold_s = 2
 warmup_s = 0.5
 repeats = {repeats}
+workers = 1
 [workload]
 kind = "fanout"
 rate = {rate}

@@ -1,0 +1,431 @@
+"""A generator worker: one process that opens its share of the connections, drives the
+open-loop workload on them and records what it sees.
+
+The coordinator (``loadgen.engine``) talks to it only through the control channel
+(``loadgen.control``): a plan in, then ``ramp``/``phase``/``tick``/``final`` commands, each
+answered with counters and HDR histograms (compressed, base64). Channel ``k`` (connections
+``k*S .. k*S+S-1``) lives wholly in worker ``k % W``, so its publisher and all its
+subscribers share a process and delivery integrity is accounted where it is observed.
+
+    python -m loadgen.worker     # reads JSON lines on stdin, answers on stdout
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import os
+import signal
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import orjson
+import psutil
+
+from loadgen.clients import (
+    Client,
+    ConnectError,
+    PlainSseClient,
+    PlainWsClient,
+    Sse2Client,
+    SseClient,
+    WsClient,
+)
+from loadgen.h2conn import h2_context
+from loadgen.scenario import Scenario, scenario_from_dict
+from loadgen.stats import ChannelTrack, Integrity, IntervalRecorder, new_histogram
+from servers.core import protocol
+
+OPEN_CONCURRENCY = 100
+CONNECT_TIMEOUT_S = 10.0
+LAG_TICK_S = 0.01
+PLAIN_KINDS = ("ws-echo", "sse-plain")
+CONNECT_PHASES = ("tcp_tls", "token", "upgrade", "join")
+
+
+def channel_for(index: int, channel_size: int) -> str:
+    k = index // channel_size
+    return f"dao:{k % 10 + 1}:topic-{(k // 10) % 100}"
+
+
+def owner(index: int, channel_size: int, workers: int) -> int:
+    """The worker that holds connection ``index``: whole channels per worker."""
+    return (index // channel_size) % workers
+
+
+class Worker:
+    def __init__(self, plan: dict[str, Any]) -> None:
+        self.scenario: Scenario = scenario_from_dict(plan["scenario"])
+        self.transport: str = plan["transport"]
+        self.worker: int = plan["worker"]
+        self.workers: int = plan["workers"]
+        self.http_url: str | None = plan.get("http_url")
+        self.h2_url: str | None = plan.get("h2_url")
+        self.source_ip: str | None = plan.get("source_ip")
+        self.tls: ssl.SSLContext | None = (
+            h2_context(plan.get("cert")) if self.transport == "sse-h2" else None
+        )
+        self.clients: list[Client] = []
+        self.latency = IntervalRecorder()
+        self.connect_ms = {name: new_histogram() for name in CONNECT_PHASES}
+        self.errors: dict[str, int] = {}
+        self.received = 0
+        self.sent = 0
+        self.tracks: dict[int, ChannelTrack] = {}
+        self.final_ids: dict[str, int] = {}
+        self.lag = new_histogram()
+        self.hold_lag = new_histogram()
+        self.schedule_lag = new_histogram()
+        self.phase = "ramp"
+        self.publishing = True
+        self.next_index = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._last = (0, 0)
+        self._me = psutil.Process()
+        self._me.cpu_percent()
+        self.http: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=0,
+            local_addr=(self.source_ip, 0) if self.source_ip else None,
+        )
+        self.http = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=None)
+        )
+        self._spawn(self._loop_lag())
+
+    # -- frames --------------------------------------------------------------------
+
+    def on_frame(self, client: Client, frame: dict[str, Any], received_ns: int) -> None:
+        op = frame.get("op")
+        if op == "msg":
+            self.received += 1
+            body = frame.get("body")
+            if isinstance(body, dict) and "t" in body:
+                self.latency.record((received_ns - int(body["t"])) // 1000)
+            track = self.tracks.get(client.index)
+            if track is not None:
+                track.observe(int(frame["id"]))
+        elif op == "echo":
+            self.received += 1
+            body = frame.get("body")
+            if isinstance(body, dict) and "t" in body:
+                self.latency.record((received_ns - int(body["t"])) // 1000)
+            else:
+                self._count("echo_unrecognised")
+        elif op == "plain":
+            self.received += 1
+            if frame["us"] is not None:
+                self.latency.record(frame["us"])
+            else:
+                self._count("event_without_time")
+        elif op == "joined" and frame.get("ch") == client.channel:
+            # Track from the join itself: messages can follow in the same read, before
+            # the connect coroutine resumes.
+            self.tracks[client.index] = ChannelTrack(int(frame.get("last", 0)))
+        elif op == "ack":
+            ch = client.channel
+            self.final_ids[ch] = max(self.final_ids.get(ch, 0), int(frame["id"]))
+        elif op == "error":
+            self._count(f"error:{frame.get('code')}")
+
+    def _count(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    # -- connections ---------------------------------------------------------------
+
+    def _make_client(self, index: int) -> Client:
+        w = self.scenario.workload
+        args = (index, f"u{index}", channel_for(index, w.channel_size), self.on_frame)
+        assert self.http is not None
+        if w.kind == "ws-echo":
+            assert self.http_url
+            return PlainWsClient(*args, http=self.http, ws_url=self.http_url)
+        if w.kind == "sse-plain":
+            assert self.http_url
+            return PlainSseClient(*args, http=self.http, url=self.http_url, time_field=w.time_field)
+        if self.transport == "ws":
+            assert self.http_url
+            ws_url = self.http_url.replace("http", "ws", 1) + "/v1/ws"
+            return WsClient(*args, http=self.http, ws_url=ws_url)
+        if self.transport == "sse":
+            assert self.http_url
+            return SseClient(*args, http=self.http, base_url=self.http_url)
+        assert self.h2_url and self.tls is not None
+        return Sse2Client(*args, base_url=self.h2_url, tls=self.tls, source_ip=self.source_ip)
+
+    async def _token(self, client: Client) -> str:
+        started = time.perf_counter()
+        secret = protocol.user_secret(
+            protocol.generated_realm_secret(self.scenario.target.realm_seed), client.user
+        )
+        body = orjson.dumps({"user": client.user, "secret": secret})
+        if isinstance(client, Sse2Client):
+            status, data = await client.request("/v1/auth/token", body)
+        else:
+            assert self.http is not None
+            async with self.http.post(f"{self.http_url}/v1/auth/token", data=body) as r:
+                status, data = r.status, await r.read()
+        if status != 200:
+            raise ConnectError(f"token_http_{status}")
+        self.connect_ms["token"].record_value(max(1, int((time.perf_counter() - started) * 1e6)))
+        return str(orjson.loads(data)["token"])
+
+    async def _open(self, client: Client) -> None:
+        try:
+            if isinstance(client, Sse2Client):
+                await client.prepare(CONNECT_TIMEOUT_S)
+            plain = self.scenario.workload.kind in PLAIN_KINDS
+            token = "" if plain else await self._token(client)
+            await client.connect(token, CONNECT_TIMEOUT_S)
+        except ConnectError as exc:
+            self._count(exc.kind)
+            await client.close()
+            return
+        except Exception as exc:  # anything else a connect can raise is counted, not fatal
+            self._count(type(exc).__name__)
+            await client.close()
+            return
+        for name in ("tcp_tls", "upgrade", "join"):
+            value = client.phases.get(f"{name}_ms")
+            if value is not None:
+                self.connect_ms[name].record_value(max(1, int(value * 1000)))
+        self.clients.append(client)
+        self._start_workload(client)
+
+    async def ramp_to(self, total: int) -> int:
+        """Open this worker's share of connections ``0 .. total-1`` at its share of the rate."""
+        w = self.scenario.workload
+        mine = [
+            i
+            for i in range(self.next_index, total)
+            if owner(i, w.channel_size, self.workers) == self.worker
+        ]
+        self.next_index = max(self.next_index, total)
+        rate = self.scenario.run.ramp_rate / self.workers
+        semaphore = asyncio.Semaphore(OPEN_CONCURRENCY)
+        began = time.monotonic()
+
+        async def one(i: int) -> None:
+            async with semaphore:
+                await self._open(self._make_client(i))
+
+        tasks = []
+        for n, index in enumerate(mine):
+            delay = began + n / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(index)))
+        await asyncio.gather(*tasks)
+        # What is open now lives until the end: keep it out of the cyclic collector's walk,
+        # whose full passes stall the loop for tens of ms at a few thousand connections.
+        gc.collect()
+        gc.freeze()
+        return self.open_count()
+
+    def open_count(self) -> int:
+        return sum(1 for c in self.clients if c.open)
+
+    # -- workload ------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _start_workload(self, client: Client) -> None:
+        w = self.scenario.workload
+        if w.kind == "fanout" and client.index % w.channel_size == 0:
+            self._spawn(self._schedule(client, w.rate, client.publish))
+        elif w.kind in ("echo", "ws-echo"):
+            self._spawn(self._schedule(client, w.rate, client.echo))
+        if w.heartbeat_s and w.kind not in PLAIN_KINDS:
+            self._spawn(self._heartbeats(client, w.heartbeat_s))
+
+    async def _schedule(self, client: Client, rate: float, send: Callable[[Any], Any]) -> None:
+        """Open loop: sends happen at intended times whatever the replies do; a late send
+        keeps its intended time, so the delay counts as latency."""
+        period_ns = int(1e9 / rate)
+        pad = "x" * self.scenario.workload.payload_bytes
+        # Spread the first sends over one period so publishers do not fire in lockstep.
+        intended = time.monotonic_ns() + (client.index * 7919 % 1000) * period_ns // 1000
+        sending: set[asyncio.Task[Any]] = set()
+        while client.open:
+            delay = (intended - time.monotonic_ns()) / 1e9
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if not self.publishing:
+                break
+            now = time.monotonic_ns()
+            self.schedule_lag.record_value(max(1, (now - intended) // 1000))
+            body = {"t": intended, "p": pad}
+            self.sent += 1
+            if isinstance(client, WsClient):
+                await send(body)
+            else:
+                task = asyncio.create_task(send(body))
+                sending.add(task)
+                task.add_done_callback(sending.discard)
+            intended += period_ns
+
+    async def _heartbeats(self, client: Client, every_s: float) -> None:
+        while client.open:
+            await asyncio.sleep(every_s)
+            with contextlib.suppress(Exception):
+                await client.heartbeat()
+
+    async def _loop_lag(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(LAG_TICK_S)
+            value = max(1, int((time.monotonic() - before - LAG_TICK_S) * 1e6))
+            self.lag.record_value(value)
+            if self.phase == "hold":
+                self.hold_lag.record_value(value)
+
+    # -- reports -------------------------------------------------------------------
+
+    def set_phase(self, phase: str, publishing: bool) -> None:
+        self.phase = phase
+        self.publishing = publishing
+
+    def snapshot(self) -> dict[str, Any]:
+        interval = self.latency.rotate()
+        lag, self.lag = self.lag, new_histogram()
+        received, sent = self.received, self.sent
+        out = {
+            "op": "snapshot",
+            "connections": self.open_count(),
+            "received": received - self._last[0],
+            "sent": sent - self._last[1],
+            "latency": _encode(interval),
+            "lag": _encode(lag),
+            "cpu_pct": self._me.cpu_percent(),
+            "errors": sum(self.errors.values()),
+        }
+        self._last = (received, sent)
+        return out
+
+    async def final(self) -> dict[str, Any]:
+        self.publishing = False
+        kind = self.scenario.workload.kind
+        if kind in ("echo", "ws-echo"):
+            # One reply per send: what was sent and never came back is lost.
+            integrity = Integrity(
+                expected=self.sent,
+                delivered=min(self.received, self.sent),
+                lost=max(0, self.sent - self.received),
+                duplicated=max(0, self.received - self.sent),
+            )
+        else:
+            integrity = Integrity()
+            for client in self.clients:
+                track = self.tracks.get(client.index)
+                if track is not None:
+                    integrity.account(track, self.final_ids.get(client.channel, 0))
+        out = {
+            "op": "final",
+            "integrity": integrity.as_dict(),
+            "errors": dict(self.errors),
+            "connect_ms": {k: _encode(v) for k, v in self.connect_ms.items()},
+            "hold_lag": _encode(self.hold_lag),
+            "schedule_lag": _encode(self.schedule_lag),
+        }
+        return out
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*(c.close() for c in self.clients), return_exceptions=True)
+        if self.http is not None:
+            await self.http.close()
+
+
+def _encode(histogram: Any) -> str | None:
+    if histogram.get_total_count() == 0:
+        return None
+    encoded: bytes = histogram.encode()
+    return encoded.decode()
+
+
+async def serve(reader: asyncio.StreamReader, write: Callable[[dict[str, Any]], None]) -> None:
+    """The worker's side of the control channel: one command per line, each answered with
+    its ``id``. A ramp runs for seconds while ticks go on being answered, so every command
+    runs as its own task."""
+    worker: Worker | None = None
+    running: set[asyncio.Task[None]] = set()
+    finished = asyncio.Event()
+
+    async def handle(command: dict[str, Any]) -> None:
+        nonlocal worker
+        op = command["op"]
+        if op == "plan":
+            worker = Worker(command)
+            await worker.start()
+            answer: dict[str, Any] = {"op": "ready", "pid": os.getpid()}
+        elif worker is None:
+            answer = {"op": "error", "error": "plan must come first"}
+        elif op == "ramp":
+            answer = {"op": "ramped", "open": await worker.ramp_to(int(command["total"]))}
+        elif op == "phase":
+            worker.set_phase(command["phase"], bool(command["publishing"]))
+            answer = {"op": "ok"}
+        elif op == "tick":
+            answer = worker.snapshot()
+        elif op == "final":
+            answer = await worker.final()
+            finished.set()
+        else:
+            answer = {"op": "error", "error": f"unknown op {op!r}"}
+        write({**answer, "id": command.get("id")})
+
+    try:
+        while not finished.is_set():
+            line = await reader.readline()
+            if not line:
+                break
+            task = asyncio.create_task(handle(orjson.loads(line)))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            if orjson.loads(line)["op"] == "final":
+                await task
+    finally:
+        for task in list(running):
+            task.cancel()
+        if worker is not None:
+            await worker.close()
+
+
+async def _main() -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**24)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    out = sys.stdout.buffer
+
+    def write(message: dict[str, Any]) -> None:
+        out.write(orjson.dumps(message) + b"\n")
+        out.flush()
+
+    await serve(reader, write)
+
+
+def main() -> None:
+    # Ctrl-C reaches the whole process group: the coordinator decides how to stop, and
+    # closes our stdin when it goes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()
