@@ -27,7 +27,7 @@ from hdrh.histogram import HdrHistogram
 from loadgen.control import RAMP_TIMEOUT_S, ControlChannel, start_local_workers
 from loadgen.errors import LoadgenError, PlanError
 from loadgen.launch import Launched, launch
-from loadgen.probe import Probe, Sample
+from loadgen.probe import Probe, Sample, find_processes
 from loadgen.results import ResultsWriter
 from loadgen.scenario import Scenario
 from loadgen.stats import Integrity, fit_line, new_histogram, percentiles_ms
@@ -43,6 +43,8 @@ SOCKETS_PER_WORKER = 15_000
 FD_HEADROOM = 200
 
 Say = Callable[[str], None]
+View = Callable[[dict[str, Any], dict[str, int]], None]
+"""Called with each merged per-second row and the errors by kind so far (a live view)."""
 
 
 def worker_count(scenario: Scenario) -> int:
@@ -88,9 +90,16 @@ class TransportRun:
     """One transport through every step of the scenario, from the coordinator's side."""
 
     def __init__(
-        self, scenario: Scenario, transport: str, out: ResultsWriter, say: Say, repeat: int = 1
+        self,
+        scenario: Scenario,
+        transport: str,
+        out: ResultsWriter,
+        say: Say,
+        repeat: int = 1,
+        view: View | None = None,
     ) -> None:
         self.scenario = scenario
+        self.view = view
         self.transport = transport
         self.out = out
         self.say = say
@@ -174,7 +183,11 @@ class TransportRun:
         t = round(time.monotonic() - self.t0, 3)
         pcts = percentiles_ms(latency)
         lag_p99 = lag.get_value_at_percentile(99) / 1000 if lag.get_total_count() else None
-        self.errors_total = sum(int(s["errors"]) for s in snapshots)
+        errors: dict[str, int] = {}
+        for snapshot in snapshots:
+            for kind, count in snapshot["errors"].items():
+                errors[kind] = errors.get(kind, 0) + int(count)
+        self.errors_total = sum(errors.values())
         row: dict[str, Any] = {
             "t_s": t,
             "transport": self.transport,
@@ -200,12 +213,15 @@ class TransportRun:
         self.row_latency.append(latency)
         self.out.series(row)
         self.out.interval(self.tag, t - 1.0, 1.0, latency)
-        self.say(
-            f"  {self.transport:<6} {phase:<6} conns {row['connections']:>6}/{row['target']:<6}"
-            f" in {row['msgs_in_per_s']:>6}/s  p50 {_ms(pcts['p50'])}  p99 {_ms(pcts['p99'])}"
-            f"  errors {row['errors']}  gen cpu {row['gen_cpu_pct']:.0f}%"
-            f" lag p99 {_ms(lag_p99)}"
-        )
+        if self.view is not None:
+            self.view(row, errors)
+        else:
+            self.say(
+                f"  {self.transport:<6} {phase:<6} conns {row['connections']:>6}/{row['target']:<6}"
+                f" in {row['msgs_in_per_s']:>6}/s  p50 {_ms(pcts['p50'])}  p99 {_ms(pcts['p99'])}"
+                f"  errors {row['errors']}  gen cpu {row['gen_cpu_pct']:.0f}%"
+                f" lag p99 {_ms(lag_p99)}"
+            )
         self._tick.set()
         self._tick = asyncio.Event()
 
@@ -443,9 +459,10 @@ async def run_transport(
     result: dict[str, Any],
     flush: Callable[[], None],
     repeat: int = 1,
+    view: View | None = None,
 ) -> None:
     """Fill ``result`` step by step, calling ``flush`` after each so nothing measured is lost."""
-    state = TransportRun(scenario, transport, out, say, repeat)
+    state = TransportRun(scenario, transport, out, say, repeat, view)
     target = scenario.target
     result.update({"transport": transport, "steps": []})
     try:
@@ -458,6 +475,13 @@ async def run_transport(
             )
             state.probe = Probe(state.launched.pids)
             result["server_pids"] = state.launched.pids
+        elif target.probe:
+            try:
+                pids = find_processes(target.probe)
+            except LookupError as exc:
+                raise PlanError(f"target.probe = {target.probe!r}: {exc}") from None
+            state.probe = Probe(pids)
+            result["server_pids"] = pids
         baseline = [state.probe.sample() for _ in range(3)] if state.probe else []
         state.memory_point(0, baseline)
         await state.start_workers()
@@ -510,7 +534,7 @@ def _memory_fit(points: list[dict[str, Any]]) -> dict[str, Any]:
                 "points": len(pairs),
                 "why": "fewer than two connection levels were measured"
                 if pairs
-                else "the server was not launched by rtbench, so it was not probed",
+                else "the server was not launched by rtbench and target.probe was not set",
             }
         )
     out["kernel_note"] = "kernel memory is host-wide: both ends of each loopback connection"
@@ -527,7 +551,9 @@ def _repeat_figures(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def run_scenario(scenario: Scenario, results_root: Path, say: Say) -> Path:
+async def run_scenario(
+    scenario: Scenario, results_root: Path, say: Say, view: View | None = None
+) -> Path:
     preflight(scenario)
     out = ResultsWriter(results_root, scenario.name, scenario.as_dict())
     say(f"results: {out.dir}  ({worker_count(scenario)} generator worker(s))")
@@ -545,7 +571,14 @@ async def run_scenario(scenario: Scenario, results_root: Path, say: Say) -> Path
                 else:
                     say(f"{transport}: repeat {repeat} of {repeats}")
                 await run_transport(
-                    scenario, transport, out, say, result, lambda: out.summary(summary), repeat
+                    scenario,
+                    transport,
+                    out,
+                    say,
+                    result,
+                    lambda: out.summary(summary),
+                    repeat,
+                    view,
                 )
                 if repeats > 1:
                     rounds.append(_repeat_figures(result))
@@ -565,9 +598,11 @@ async def run_scenario(scenario: Scenario, results_root: Path, say: Say) -> Path
     return out.dir
 
 
-def main_run(scenario: Scenario, results_root: Path, say: Say = print) -> Path:
+def main_run(
+    scenario: Scenario, results_root: Path, say: Say = print, view: View | None = None
+) -> Path:
     with contextlib.suppress(ImportError):
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return asyncio.run(run_scenario(scenario, results_root, say))
+    return asyncio.run(run_scenario(scenario, results_root, say, view))

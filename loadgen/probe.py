@@ -7,6 +7,7 @@ kernel memory per connection comes from the slab caches that grow with each sock
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,3 +77,26 @@ class Probe:
                 continue
         kernel, source = kernel_memory()
         return Sample(rss, uss, cpu, files, kernel, source)
+
+
+def find_processes(spec: str) -> list[int]:
+    """PIDs from ``"1234,1240"``, or every process whose name or command line contains
+    ``spec`` (not this one); raises ``LookupError`` with a sentence when none matches."""
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if parts and all(p.isdigit() for p in parts):
+        pids = [int(p) for p in parts]
+        missing = [p for p in pids if not psutil.pid_exists(p)]
+        if missing:
+            raise LookupError(f"no process with PID {', '.join(map(str, missing))} on this host")
+        return pids
+    me = os.getpid()
+    found = []
+    for process in psutil.process_iter(["pid", "name", "cmdline"]):
+        if process.info["pid"] == me:
+            continue
+        cmdline = " ".join(process.info["cmdline"] or ())
+        if spec in (process.info["name"] or "") or spec in cmdline:
+            found.append(int(process.info["pid"]))
+    if not found:
+        raise LookupError(f"no process named or started with {spec!r} on this host")
+    return found

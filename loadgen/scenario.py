@@ -53,6 +53,9 @@ class Target:
     realm_seed: int = 0
     channel: str = "dao:1:general"
     """For ``ws-echo`` and ``sse-plain``: nothing; for the rtbench protocol: the DAO room prefix."""
+    probe: str | None = None
+    """A server rtbench did not start, on this host: its PID(s) ("1234,1240") or a process
+    name to match, so that its memory per connection is measured too."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,7 +184,23 @@ def _target(c: _Checker, raw: dict[str, Any]) -> Target:
         realm_seed=c.number(
             "target.realm_seed", t.get("realm_seed", 0), minimum=0, maximum=2**31, integer=True
         ),
+        probe=_probe_field(c, t.get("probe"), launch),
     )
+
+
+def _probe_field(c: _Checker, value: Any, launch: bool) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    text = c.string("target.probe", value)
+    if launch:
+        raise c.fail(
+            "target.probe", text, "is for servers rtbench does not launch (launch = false)"
+        )
+    if not text.strip():
+        raise c.fail("target.probe", text, "must be PIDs (1234,1240) or a process name")
+    return text
 
 
 def _run(c: _Checker, raw: dict[str, Any]) -> Run:

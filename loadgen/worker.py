@@ -209,7 +209,9 @@ class Worker:
         ]
         self.next_index = max(self.next_index, total)
         rate = self.scenario.run.ramp_rate / self.workers
-        semaphore = asyncio.Semaphore(OPEN_CONCURRENCY)
+        # Connects in flight are bounded across all workers, as the ramp rate is: a server
+        # slower to accept than the ramp sees a queue of this size, not of everything.
+        semaphore = asyncio.Semaphore(max(1, OPEN_CONCURRENCY // self.workers))
         began = time.monotonic()
 
         async def one(i: int) -> None:
@@ -307,7 +309,7 @@ class Worker:
             "latency": _encode(interval),
             "lag": _encode(lag),
             "cpu_pct": self._me.cpu_percent(),
-            "errors": sum(self.errors.values()),
+            "errors": dict(self.errors),
         }
         self._last = (received, sent)
         return out

@@ -136,6 +136,9 @@ def run(
     write_report: Annotated[
         bool, typer.Option("--report/--no-report", help="Write the HTML/Markdown report.")
     ] = True,
+    plain: Annotated[
+        bool, typer.Option("--plain", help="One line per second instead of the live table.")
+    ] = False,
 ) -> None:
     """Run a scenario, print the comparison and write the report; results go to
     OUT/<run-id>/."""
@@ -147,10 +150,21 @@ def run(
         loaded = load_scenario(scenario, set_ or ())
     except LoadgenError as exc:
         raise _fail(str(exc)) from None
-    from loadgen.engine import main_run
+    import contextlib
+    import sys
 
+    from loadgen.engine import main_run
+    from loadgen.live import LiveView
+
+    live = LiveView() if sys.stdout.isatty() and not plain else None
     try:
-        run_dir = main_run(loaded, out, say=typer.echo)
+        with live or contextlib.nullcontext():
+            run_dir = main_run(
+                loaded,
+                out,
+                say=live.say if live else typer.echo,
+                view=live.update if live else None,
+            )
     except KeyboardInterrupt:
         typer.echo("interrupted: what was measured is kept, summary marked partial", err=True)
         raise typer.Exit(130) from None
@@ -174,6 +188,58 @@ def scenarios(
 
     for name, description in list_scenarios(directory):
         typer.echo(f"{name:<28} {description}")
+
+
+@app.command()
+def probe(
+    *,
+    pid: Annotated[
+        list[int] | None, typer.Option("--pid", help="PID to sample; repeat for several.")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Sample every process whose name or command contains this.")
+    ] = None,
+    interval: Annotated[float, typer.Option(help="Seconds between samples.", min=0.1)] = 1.0,
+    count: Annotated[int, typer.Option(help="Samples to take (0: until Ctrl-C).", min=0)] = 10,
+) -> None:
+    """Sample a server on this host that rtbench did not start: RSS, USS, CPU, open files,
+    and the kernel's socket memory."""
+    import time
+
+    from loadgen.probe import Probe, find_processes
+
+    if bool(pid) == bool(name):
+        raise _fail("give --pid N (repeatable) or --name NAME")
+    spec = ",".join(map(str, pid)) if pid else str(name)
+    try:
+        pids = find_processes(spec)
+    except LookupError as exc:
+        raise _fail(str(exc)) from None
+    sampler = Probe(pids)
+    typer.echo(f"sampling PIDs {', '.join(map(str, pids))} every {interval:g} s")
+    typer.echo(
+        f"{'t_s':>6} {'rss_MiB':>9} {'uss_MiB':>9} {'cpu_%':>7} {'fds':>7} {'kernel_MiB':>11}"
+    )
+    started = time.monotonic()
+    last = sampler.sample()
+    last_t = started
+    taken = 0
+    try:
+        while count == 0 or taken < count:
+            time.sleep(interval)
+            sample, now = sampler.sample(), time.monotonic()
+            cpu = (sample.cpu_s - last.cpu_s) / (now - last_t) * 100
+            uss = f"{sample.uss / 2**20:9.1f}" if sample.uss is not None else f"{'n/a':>9}"
+            kernel = (
+                f"{sample.kernel / 2**20:11.1f}" if sample.kernel is not None else f"{'n/a':>11}"
+            )
+            typer.echo(
+                f"{now - started:6.1f} {sample.rss / 2**20:9.1f} {uss} {cpu:7.1f} "
+                f"{sample.open_files:7d} {kernel}"
+            )
+            last, last_t, taken = sample, now, taken + 1
+    except KeyboardInterrupt:
+        pass
 
 
 def _load_runs(paths: list[Path]) -> list[Any]:

@@ -64,7 +64,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def process(*args: str) -> Iterator[None]:
+def process(*args: str) -> Iterator[int]:
     proc = subprocess.Popen(
         [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -72,7 +72,7 @@ def process(*args: str) -> Iterator[None]:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.startswith("ready"), proc.stderr.read() if proc.stderr else line
-        yield
+        yield proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -113,10 +113,11 @@ def test_percentiles_match_a_server_that_stalls_on_schedule(tmp_path: Path) -> N
 
 def test_generic_ws_echo_against_a_plain_websockets_server(tmp_path: Path) -> None:
     port = free_port()
-    with process("-c", ECHO_SERVER, str(port)):
+    with process("-c", ECHO_SERVER, str(port)) as pid:
         summary = run(
             tmp_path,
             f'name = "plain-echo"\n[target]\nlaunch = false\nurl = "ws://127.0.0.1:{port}/"\n'
+            f'probe = "{pid}"\n'
             '[run]\ntransports = ["ws"]\nsteps = [5, 20]\nhold_s = 2\nwarmup_s = 0\n'
             '[workload]\nkind = "ws-echo"\nrate = 20\n',
         )
@@ -125,7 +126,10 @@ def test_generic_ws_echo_against_a_plain_websockets_server(tmp_path: Path) -> No
     assert result["steps"][1]["msgs_per_s"] == pytest.approx(400, rel=0.1)
     assert result["steps"][1]["latency_ms"]["p99"] is not None
     assert result["integrity"]["lost"] == 0 and result["integrity"]["balanced"]
-    assert result["memory"]["rss"]["bytes_per_conn"] is None  # not our server: not probed
+    # Not our server, but probed by PID: memory is measured at the baseline and both steps.
+    assert result["memory"]["rss"]["points"] == 3
+    assert result["memory"]["rss"]["bytes_per_conn"] is not None
+    assert result["server_pids"] == [pid]
     assert not result["errors"]
 
 
