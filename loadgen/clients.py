@@ -70,8 +70,23 @@ class Client:
         except TimeoutError:
             raise ConnectError("join_timeout") from None
 
+    since: int | None = None
+    """Resume point for the next connect: the last message id seen on the channel."""
+
     async def connect(self, token: str, timeout: float) -> None:
         raise NotImplementedError
+
+    def drop(self) -> None:
+        """Cut the connection without a closing handshake, as a network failure would."""
+        raise NotImplementedError
+
+    async def reset(self, since: int | None) -> None:
+        """Forget the old connection; the next connect resumes the channel after ``since``."""
+        await self.close()
+        self.open = False
+        self._joined = asyncio.Event()
+        self.since = since
+        self.phases = {}
 
     async def publish(self, body: Any) -> None:
         raise NotImplementedError
@@ -115,7 +130,7 @@ class WsClient(Client):
         self.open = True
         self._reader = asyncio.create_task(self._read())
         started = time.perf_counter()
-        await self.ws.send_bytes(protocol.encode_join(self.channel))
+        await self.ws.send_bytes(protocol.encode_join(self.channel, self.since))
         await self._wait_joined(timeout)
         self.phases["join_ms"] = (time.perf_counter() - started) * 1000
 
@@ -142,6 +157,12 @@ class WsClient(Client):
         if self.ws is not None and not self.ws.closed:
             await self.ws.send_bytes(protocol.HEARTBEAT_FRAME)
 
+    def drop(self) -> None:
+        connection = getattr(self.ws, "_conn", None)
+        transport = connection.transport if connection is not None else None
+        if transport is not None:
+            transport.abort()
+
     async def close(self) -> None:
         if self.ws is not None:
             with contextlib.suppress(Exception):
@@ -153,6 +174,10 @@ class WsClient(Client):
 class _SseBase(Client):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
+        self.decoder = SseDecoder()
+
+    async def reset(self, since: int | None) -> None:
+        await super().reset(since)
         self.decoder = SseDecoder()
 
     def _feed(self, chunk: bytes) -> None:
@@ -176,7 +201,9 @@ class SseClient(_SseBase):
         started = time.perf_counter()
         try:
             self.response = await self.http.get(
-                f"{self.base_url}/v1/sse", params={"token": token, "ch": self.channel}
+                f"{self.base_url}/v1/sse",
+                params={"token": token, "ch": self.channel},
+                headers={"Last-Event-ID": str(self.since)} if self.since is not None else None,
             )
         except (aiohttp.ClientError, OSError) as exc:
             raise ConnectError(
@@ -219,6 +246,11 @@ class SseClient(_SseBase):
 
     async def heartbeat(self) -> None:
         await self._post("/v1/presence/heartbeat", b"{}")
+
+    def drop(self) -> None:
+        connection = self.response.connection if self.response is not None else None
+        if connection is not None and connection.transport is not None:
+            connection.transport.abort()
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -273,7 +305,12 @@ class Sse2Client(_SseBase):
         started = time.perf_counter()
         query = urlencode({"token": token, "ch": self.channel})
         try:
-            stream = self.proto.start("GET", f"/v1/sse?{query}", on_data=self._feed)
+            headers = (
+                [(b"last-event-id", str(self.since).encode())] if self.since is not None else []
+            )
+            stream = self.proto.start(
+                "GET", f"/v1/sse?{query}", on_data=self._feed, headers=headers
+            )
             async with asyncio.timeout(timeout):
                 status = await stream.response
         except h2conn.H2Error as exc:
@@ -309,6 +346,10 @@ class Sse2Client(_SseBase):
 
     async def heartbeat(self) -> None:
         await self._post("/v1/presence/heartbeat", b"{}")
+
+    def drop(self) -> None:
+        if self.proto is not None and self.proto.transport is not None:
+            self.proto.transport.abort()
 
     async def close(self) -> None:
         self.open = False

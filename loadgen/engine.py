@@ -244,7 +244,9 @@ class TransportRun:
         which deliveries match sends (× channel size for fan-out) within 10 % and the
         median latency is within twice the lowest seen since the ramp. False at the limit."""
         w = self.scenario.workload
-        fanout = {"fanout": w.channel_size, "echo": 1, "ws-echo": 1}.get(w.kind)
+        fanout = {"fanout": w.channel_size, "reconnect-storm": w.channel_size}.get(w.kind)
+        if w.kind in ("echo", "ws-echo"):
+            fanout = 1
         if fanout is None:
             return True
         first = len(self.rows)
@@ -317,10 +319,21 @@ class TransportRun:
         await self.set_phase("hold")
         first = len(self.rows)
         samples: list[Sample] = []
+        storm: asyncio.Task[list[dict[str, Any]]] | None = None
+        w = scenario.workload
+        storm_at = w.storm_at_s if w.storm_at_s is not None else scenario.run.hold_s // 3
         while len(self.rows) - first < round(scenario.run.hold_s):
+            if w.kind == "reconnect-storm" and storm is None and len(self.rows) - first >= storm_at:
+                self.say(
+                    f"{self.transport}: storm: cutting {w.drop_fraction:.0%} of the subscribers"
+                )
+                storm = asyncio.create_task(
+                    self._all({"op": "storm", "fraction": w.drop_fraction}, RAMP_TIMEOUT_S)
+                )
             await self.next_tick()
             if self.probe:
                 samples.append(self.probe.sample())
+        storm_result = self._storm_result(await storm) if storm is not None else None
         await self.set_phase("after")
         hold_rows = self.rows[first : first + round(scenario.run.hold_s)]
         latency = _merge(list(self.row_latency[first : first + len(hold_rows)]))
@@ -343,6 +356,8 @@ class TransportRun:
             "warmup_s": round(warmup_took, 1),
             "settled": settled,
         }
+        if storm_result is not None:
+            result["storm"] = storm_result
         msgs, cpu = result["msgs_per_s"], result["server_cpu_pct"]
         result["server_cpu_s_per_1000_msgs"] = (
             round(cpu / 100 / msgs * 1000, 4) if cpu is not None and msgs > 0 else None
@@ -352,6 +367,19 @@ class TransportRun:
             f", p99 {_ms(result['latency_ms']['p99'])}, {msgs:.0f} msgs/s"
         )
         return result
+
+    @staticmethod
+    def _storm_result(answers: list[dict[str, Any]]) -> dict[str, Any]:
+        failed: dict[str, int] = {}
+        for answer in answers:
+            for kind, count in answer["failed"].items():
+                failed[kind] = failed.get(kind, 0) + int(count)
+        return {
+            "dropped": sum(int(a["dropped"]) for a in answers),
+            "resumed": sum(int(a["resumed"]) for a in answers),
+            "failed": failed,
+            "resume_ms": percentiles_ms(_merge([_decode(a["resume"]) for a in answers])),
+        }
 
     async def finish(self, result: dict[str, Any]) -> None:
         """Integrity, errors, connect phases and generator health from every worker."""

@@ -112,22 +112,24 @@ class H2ClientProtocol(asyncio.Protocol):
         body: bytes = b"",
         on_data: OnData | None = None,
         content_type: bytes = b"application/json",
+        headers: list[tuple[bytes, bytes]] | None = None,
     ) -> _Stream:
         if self.transport is None or self.transport.is_closing():
             raise H2Error("connection_closed")
         loop = asyncio.get_running_loop()
         stream_id = self.conn.get_next_available_stream_id()
-        headers = [
+        request = [
             (b":method", method.encode()),
             (b":scheme", b"https"),
             (b":authority", self.authority),
             (b":path", path.encode()),
+            *(headers or ()),
         ]
         if body:
-            headers += [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
+            request += [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
         stream = _Stream(loop.create_future(), on_data, done=loop.create_future())
         self.streams[stream_id] = stream
-        self.conn.send_headers(stream_id, headers, end_stream=not body)
+        self.conn.send_headers(stream_id, request, end_stream=not body)
         if body:
             stream.pending = body
             self._send_stream(stream_id, stream)

@@ -37,7 +37,7 @@ from typing import Any, cast
 from loadgen.errors import ScenarioError
 
 TRANSPORTS = ("ws", "sse", "sse-h2")
-WORKLOADS = ("idle", "echo", "fanout", "ws-echo", "sse-plain")
+WORKLOADS = ("idle", "echo", "fanout", "reconnect-storm", "ws-echo", "sse-plain")
 MAX_CONNECTIONS = 100_000
 
 
@@ -80,6 +80,10 @@ class Workload:
     heartbeat_s: float = 60.0
     time_field: str = "t"
     """sse-plain: the JSON field of the event data holding the send time (epoch ms)."""
+    drop_fraction: float = 0.5
+    """reconnect-storm: share of the subscribers cut at once in each hold."""
+    storm_at_s: float | None = None
+    """reconnect-storm: seconds into each hold when the storm hits [default: a third in]."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -259,6 +263,14 @@ def _workload(c: _Checker, raw: dict[str, Any], run: Run) -> Workload:
             "workload.heartbeat_s", w.get("heartbeat_s", 60), minimum=1, maximum=3600
         ),
         time_field=c.string("workload.time_field", w.get("time_field", "t")),
+        drop_fraction=c.number(
+            "workload.drop_fraction", w.get("drop_fraction", 0.5), minimum=0.001, maximum=1
+        ),
+        storm_at_s=None
+        if w.get("storm_at_s") is None
+        else c.number(
+            "workload.storm_at_s", w["storm_at_s"], minimum=0, maximum=max(0, run.hold_s - 1)
+        ),
     )
 
 

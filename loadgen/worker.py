@@ -126,9 +126,11 @@ class Worker:
             else:
                 self._count("event_without_time")
         elif op == "joined" and frame.get("ch") == client.channel:
-            # Track from the join itself: messages can follow in the same read, before
-            # the connect coroutine resumes.
-            self.tracks[client.index] = ChannelTrack(int(frame.get("last", 0)))
+            # Track from the first join itself: messages can follow in the same read, before
+            # the connect coroutine resumes. A resumed join keeps the track: what the gap
+            # cost is what integrity is about.
+            if client.index not in self.tracks:
+                self.tracks[client.index] = ChannelTrack(int(frame.get("last", 0)))
         elif op == "ack":
             ch = client.channel
             self.final_ids[ch] = max(self.final_ids.get(ch, 0), int(frame["id"]))
@@ -177,13 +179,16 @@ class Worker:
         self.connect_ms["token"].record_value(max(1, int((time.perf_counter() - started) * 1e6)))
         return str(orjson.loads(data)["token"])
 
+    async def _connect(self, client: Client) -> None:
+        if isinstance(client, Sse2Client):
+            await client.prepare(CONNECT_TIMEOUT_S)
+        plain = self.scenario.workload.kind in PLAIN_KINDS
+        token = "" if plain else await self._token(client)
+        await client.connect(token, CONNECT_TIMEOUT_S)
+
     async def _open(self, client: Client) -> None:
         try:
-            if isinstance(client, Sse2Client):
-                await client.prepare(CONNECT_TIMEOUT_S)
-            plain = self.scenario.workload.kind in PLAIN_KINDS
-            token = "" if plain else await self._token(client)
-            await client.connect(token, CONNECT_TIMEOUT_S)
+            await self._connect(client)
         except ConnectError as exc:
             self._count(exc.kind)
             await client.close()
@@ -231,6 +236,44 @@ class Worker:
         gc.freeze()
         return self.open_count()
 
+    async def storm(self, fraction: float) -> dict[str, Any]:
+        """Cut ``fraction`` of the subscribers at once (no closing handshake), reconnect
+        each at once resuming after the last message it saw, and time drop -> joined."""
+        w = self.scenario.workload
+        victims = [
+            c for c in self.clients if c.open and c.index % w.channel_size != 0
+        ]  # publishers keep publishing through the storm
+        victims = victims[: round(len(victims) * fraction)]
+        resume = new_histogram()
+        failed: dict[str, int] = {}
+        semaphore = asyncio.Semaphore(max(1, OPEN_CONCURRENCY // self.workers))
+
+        async def one(client: Client) -> None:
+            dropped = time.perf_counter()
+            client.drop()
+            track = self.tracks.get(client.index)
+            await client.reset(track.highest or track.start if track else None)
+            async with semaphore:
+                try:
+                    await self._connect(client)
+                except Exception as exc:  # counted, the storm goes on
+                    kind = exc.kind if isinstance(exc, ConnectError) else type(exc).__name__
+                    failed[kind] = failed.get(kind, 0) + 1
+                    self._count(f"resume:{kind}")
+                    return
+            resume.record_value(max(1, int((time.perf_counter() - dropped) * 1e6)))
+            if w.heartbeat_s:
+                self._spawn(self._heartbeats(client, w.heartbeat_s))
+
+        await asyncio.gather(*(one(c) for c in victims))
+        return {
+            "op": "stormed",
+            "dropped": len(victims),
+            "resumed": resume.get_total_count(),
+            "failed": failed,
+            "resume": _encode(resume),
+        }
+
     def open_count(self) -> int:
         return sum(1 for c in self.clients if c.open)
 
@@ -243,7 +286,7 @@ class Worker:
 
     def _start_workload(self, client: Client) -> None:
         w = self.scenario.workload
-        if w.kind == "fanout" and client.index % w.channel_size == 0:
+        if w.kind in ("fanout", "reconnect-storm") and client.index % w.channel_size == 0:
             self._spawn(self._schedule(client, w.rate, client.publish))
         elif w.kind in ("echo", "ws-echo"):
             self._spawn(self._schedule(client, w.rate, client.echo))
@@ -378,6 +421,8 @@ async def serve(reader: asyncio.StreamReader, write: Callable[[dict[str, Any]], 
         elif op == "phase":
             worker.set_phase(command["phase"], bool(command["publishing"]))
             answer = {"op": "ok"}
+        elif op == "storm":
+            answer = await worker.storm(float(command["fraction"]))
         elif op == "tick":
             answer = worker.snapshot()
         elif op == "final":

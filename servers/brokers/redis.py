@@ -77,6 +77,10 @@ return out
 SUBSCRIBE_TIMEOUT_S = 10.0
 
 
+REDIS_CONNECTIONS = 64
+REDIS_WAIT_S = 30.0
+
+
 class RedisBroker(Broker):
     def __init__(
         self,
@@ -90,7 +94,13 @@ class RedisBroker(Broker):
         super().__init__(node=node, history_count=history_count, history_age_ms=history_age_ms)
         self.url = url
         self.ns = namespace
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(url)
+        # Callers queue for one of a bounded set of connections instead of failing with
+        # "Too many connections" when thousands of joins or closes arrive at once (the
+        # default pool refuses the 101st concurrent command).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_WAIT_S
+        )
+        self._redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._pubsub = self._redis.pubsub()
         self._confirming: dict[bytes, list[asyncio.Future[None]]] = {}
         self._publish = self._redis.register_script(_PUBLISH)
@@ -113,7 +123,7 @@ class RedisBroker(Broker):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         await self._pubsub.aclose()
-        await self._redis.aclose()
+        await self._redis.aclose(close_connection_pool=True)
 
     async def _read(self) -> None:
         prefix, cut = self._msg_prefix, len(self._msg_prefix)
