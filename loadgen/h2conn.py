@@ -23,6 +23,8 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
+from loadgen.net import bound_socket
+
 OnData = Callable[[bytes], None]
 
 
@@ -201,14 +203,27 @@ async def connect(
     """Open a TLS connection that negotiated ``h2`` by ALPN, from ``source_ip`` if given."""
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(timeout):
-        transport, protocol = await loop.create_connection(
-            lambda: H2ClientProtocol(f"{host}:{port}"),
-            host,
-            port,
-            ssl=tls,
-            server_hostname=host,
-            local_addr=(source_ip, 0) if source_ip else None,
-        )
+        if source_ip:
+            sock = bound_socket(source_ip)
+            try:
+                await loop.sock_connect(sock, (host, port))
+            except BaseException:
+                sock.close()
+                raise
+            transport, protocol = await loop.create_connection(
+                lambda: H2ClientProtocol(f"{host}:{port}"),
+                sock=sock,
+                ssl=tls,
+                server_hostname=host,
+            )
+        else:
+            transport, protocol = await loop.create_connection(
+                lambda: H2ClientProtocol(f"{host}:{port}"),
+                host,
+                port,
+                ssl=tls,
+                server_hostname=host,
+            )
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
         transport.close()

@@ -37,6 +37,7 @@ from loadgen.clients import (
     WsClient,
 )
 from loadgen.h2conn import h2_context
+from loadgen.net import socket_factory
 from loadgen.scenario import Scenario, scenario_from_dict
 from loadgen.stats import ChannelTrack, Integrity, IntervalRecorder, new_histogram
 from servers.core import protocol
@@ -93,7 +94,7 @@ class Worker:
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
             limit=0,
-            local_addr=(self.source_ip, 0) if self.source_ip else None,
+            socket_factory=socket_factory(self.source_ip) if self.source_ip else None,
         )
         self.http = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=None)
@@ -229,6 +230,10 @@ class Worker:
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(index)))
+            if n % 1000 == 999:
+                # Connections opened so far stay: keep the collector from re-walking them
+                # on every full pass while the ramp goes on (seconds-long stalls at 20,000).
+                gc.freeze()
         await asyncio.gather(*tasks)
         # What is open now lives until the end: keep it out of the cyclic collector's walk,
         # whose full passes stall the loop for tens of ms at a few thousand connections.
