@@ -41,10 +41,22 @@ class ConnectError(Exception):
 class Client:
     transport = ""
 
-    def __init__(self, index: int, user: str, channel: str, on_frame: OnFrame) -> None:
+    def __init__(
+        self,
+        index: int,
+        user: str,
+        channel: str,
+        on_frame: OnFrame,
+        extra_channels: tuple[str, ...] = (),
+    ) -> None:
         self.index = index
         self.user = user
         self.channel = channel
+        """The primary channel: the one published to and resumed by default."""
+        self.channels = [channel, *(c for c in extra_channels if c != channel)]
+        self.refused: set[str] = set()
+        """Channels whose join the server refused (gated rooms)."""
+        self._awaiting: set[str] = set()
         self.on_frame = on_frame
         self.phases: dict[str, float] = {}
         self.sid = ""
@@ -56,12 +68,28 @@ class Client:
 
     def _frame(self, frame: dict[str, Any], received_ns: int) -> None:
         op = frame.get("op")
-        if op == "joined" and frame.get("ch") == self.channel:
-            self.joined_last = int(frame.get("last", 0))
-            self._joined.set()
+        if op == "joined":
+            ch = frame.get("ch")
+            if ch == self.channel:
+                self.joined_last = int(frame.get("last", 0))
+            self._answered(str(ch))
+        elif op == "error" and frame.get("code") == "forbidden":
+            ch = str(frame.get("reason", "")).split(": ", 1)[0]
+            if ch in self._awaiting:
+                self.refused.add(ch)
+                self._answered(ch)
         elif op == "hello":
             self.sid = str(frame.get("sid", ""))
         self.on_frame(self, frame, received_ns)
+
+    def _answered(self, ch: str) -> None:
+        self._awaiting.discard(ch)
+        if not self._awaiting:
+            self._joined.set()
+
+    def _expect_joins(self, channels: list[str]) -> None:
+        self._awaiting = set(channels)
+        self._joined = asyncio.Event()
 
     async def _wait_joined(self, timeout: float) -> None:
         try:
@@ -69,6 +97,8 @@ class Client:
                 await self._joined.wait()
         except TimeoutError:
             raise ConnectError("join_timeout") from None
+        if self.channel in self.refused:
+            raise ConnectError("join_forbidden")
 
     since: int | None = None
     """Resume point for the next connect: the last message id seen on the channel."""
@@ -88,7 +118,7 @@ class Client:
         self.since = since
         self.phases = {}
 
-    async def publish(self, body: Any) -> None:
+    async def publish(self, body: Any, ch: str | None = None) -> None:
         raise NotImplementedError
 
     async def echo(self, body: Any) -> None:
@@ -130,7 +160,10 @@ class WsClient(Client):
         self.open = True
         self._reader = asyncio.create_task(self._read())
         started = time.perf_counter()
-        await self.ws.send_bytes(protocol.encode_join(self.channel, self.since))
+        self._expect_joins(self.channels)
+        for ch in self.channels:
+            since = self.since if ch == self.channel else None
+            await self.ws.send_bytes(protocol.encode_join(ch, since))
         await self._wait_joined(timeout)
         self.phases["join_ms"] = (time.perf_counter() - started) * 1000
 
@@ -145,9 +178,18 @@ class WsClient(Client):
             self.open = False
             self.close_code = self.ws.close_code
 
-    async def publish(self, body: Any) -> None:
+    async def publish(self, body: Any, ch: str | None = None) -> None:
         if self.ws is not None and not self.ws.closed:
-            await self.ws.send_bytes(protocol.encode_pub(self.channel, body))
+            ch = ch or self.channel
+            await self.ws.send_bytes(protocol.encode_pub(ch, body, cid=ch))
+
+    async def move(self, leave: str, join: str) -> None:
+        """Churn: leave one room and join another on the same connection."""
+        if self.ws is None or self.ws.closed:
+            return
+        self.channels = [c for c in self.channels if c != leave] + [join]
+        await self.ws.send_bytes(protocol.encode_leave(leave))
+        await self.ws.send_bytes(protocol.encode_join(join))
 
     async def echo(self, body: Any) -> None:
         if self.ws is not None and not self.ws.closed:
@@ -198,11 +240,12 @@ class SseClient(_SseBase):
         self.response: aiohttp.ClientResponse | None = None
 
     async def connect(self, token: str, timeout: float) -> None:
+        self._expect_joins(self.channels)
         started = time.perf_counter()
         try:
             self.response = await self.http.get(
                 f"{self.base_url}/v1/sse",
-                params={"token": token, "ch": self.channel},
+                params={"token": token, "ch": ",".join(self.channels)},
                 headers={"Last-Event-ID": str(self.since)} if self.since is not None else None,
             )
         except (aiohttp.ClientError, OSError) as exc:
@@ -238,8 +281,9 @@ class SseClient(_SseBase):
         except (aiohttp.ClientError, OSError):
             pass
 
-    async def publish(self, body: Any) -> None:
-        await self._post(f"/v1/channels/{self.channel}/messages", orjson.dumps({"body": body}))
+    async def publish(self, body: Any, ch: str | None = None) -> None:
+        ch = ch or self.channel
+        await self._post(f"/v1/channels/{ch}/messages", orjson.dumps({"body": body, "cid": ch}))
 
     async def echo(self, body: Any) -> None:
         await self._post("/v1/echo", orjson.dumps({"body": body}))
@@ -303,7 +347,8 @@ class Sse2Client(_SseBase):
     async def connect(self, token: str, timeout: float) -> None:
         assert self.proto is not None
         started = time.perf_counter()
-        query = urlencode({"token": token, "ch": self.channel})
+        query = urlencode({"token": token, "ch": ",".join(self.channels)})
+        self._expect_joins(self.channels)
         try:
             headers = (
                 [(b"last-event-id", str(self.since).encode())] if self.since is not None else []
@@ -338,8 +383,9 @@ class Sse2Client(_SseBase):
         with contextlib.suppress(h2conn.H2Error):
             await self.proto.request("POST", f"{path}?sid={self.sid}", body)
 
-    async def publish(self, body: Any) -> None:
-        await self._post(f"/v1/channels/{self.channel}/messages", orjson.dumps({"body": body}))
+    async def publish(self, body: Any, ch: str | None = None) -> None:
+        ch = ch or self.channel
+        await self._post(f"/v1/channels/{ch}/messages", orjson.dumps({"body": body, "cid": ch}))
 
     async def echo(self, body: Any) -> None:
         await self._post("/v1/echo", orjson.dumps({"body": body}))

@@ -206,6 +206,8 @@ class TransportRun:
             "kernel_bytes": sample.kernel if sample else None,
             # Per process: the busiest worker is the one that saturates first.
             "gen_cpu_pct": max(float(s["cpu_pct"]) for s in snapshots),
+            "gen_cpu_total_pct": round(sum(float(s["cpu_pct"]) for s in snapshots), 1),
+            "gen_rss": sum(int(s["rss"]) for s in snapshots),
             "gen_loop_lag_p99_ms": lag_p99,
             "errors": self.errors_total,
         }
@@ -276,8 +278,10 @@ class TransportRun:
             elif time.monotonic() - quiet_since >= quiet_s:
                 return
 
-    def memory_point(self, connections: int, samples: list[Sample]) -> None:
-        if not samples:
+    def memory_point(
+        self, connections: int, samples: list[Sample], gen_rss: float | None = None
+    ) -> None:
+        if not samples and gen_rss is None:
             return
 
         def avg(values: list[int | None]) -> float | None:
@@ -290,7 +294,8 @@ class TransportRun:
                 "rss": avg([s.rss for s in samples]),
                 "uss": avg([s.uss for s in samples]),
                 "kernel": avg([s.kernel for s in samples]),
-                "kernel_source": samples[-1].kernel_source,
+                "kernel_source": samples[-1].kernel_source if samples else None,
+                "generator_rss": gen_rss,
             }
         )
 
@@ -338,7 +343,7 @@ class TransportRun:
         hold_rows = self.rows[first : first + round(scenario.run.hold_s)]
         latency = _merge(list(self.row_latency[first : first + len(hold_rows)]))
         open_now = hold_rows[-1]["connections"]
-        self.memory_point(open_now, samples)
+        self.memory_point(open_now, samples, _mean([r["gen_rss"] for r in hold_rows]))
         seconds = len(hold_rows)
         received = sum(r["msgs_in_per_s"] for r in hold_rows)
         sent = sum(r["msgs_out_per_s"] for r in hold_rows)
@@ -362,6 +367,11 @@ class TransportRun:
         result["server_cpu_s_per_1000_msgs"] = (
             round(cpu / 100 / msgs * 1000, 4) if cpu is not None and msgs > 0 else None
         )
+        # The generator's own cost: every worker's CPU over the hold per 1,000 received.
+        gen_cpu = _mean([r["gen_cpu_total_pct"] for r in hold_rows])
+        result["gen_cpu_s_per_1000_msgs"] = (
+            round(gen_cpu / 100 / msgs * 1000, 4) if gen_cpu is not None and msgs > 0 else None
+        )
         self.say(
             f"{self.transport}: step {step}: {open_now} open, p50 {_ms(result['latency_ms']['p50'])}"
             f", p99 {_ms(result['latency_ms']['p99'])}, {msgs:.0f} msgs/s"
@@ -383,7 +393,13 @@ class TransportRun:
 
     async def finish(self, result: dict[str, Any]) -> None:
         """Integrity, errors, connect phases and generator health from every worker."""
-        finals = await self._all({"op": "final"}, timeout=60)
+        # A channel's publishers may sit in several workers (chat): merge every worker's
+        # last acknowledged id per channel before each accounts for what it received.
+        final_ids: dict[str, int] = {}
+        for answer in await self._all({"op": "acks"}):
+            for ch, last in answer["final_ids"].items():
+                final_ids[ch] = max(final_ids.get(ch, 0), int(last))
+        finals = await self._all({"op": "final", "final_ids": final_ids}, timeout=60)
         integrity = Integrity()
         errors: dict[str, int] = {}
         for final in finals:
@@ -393,6 +409,11 @@ class TransportRun:
                 errors[kind] = errors.get(kind, 0) + int(count)
         result["integrity"] = integrity.as_dict()
         result["errors"] = errors
+        if self.scenario.workload.kind == "chat":
+            result["chat"] = {
+                "room_moves": sum(int(f["churn_moves"]) for f in finals),
+                "gated_refusals": sum(int(f["refused_joins"]) for f in finals),
+            }
         result["connect_ms"] = {
             name: percentiles_ms(_merge([_decode(f["connect_ms"][name]) for f in finals]))
             for name in finals[0]["connect_ms"]
@@ -515,6 +536,12 @@ async def run_transport(
         await state.start_workers()
         sampler = state.sampler_task = asyncio.create_task(state.sampler())
         try:
+            # The generator's own baseline, for its memory per connection.
+            await state.next_tick()
+            if state.memory_points:
+                state.memory_points[0]["generator_rss"] = state.rows[-1]["gen_rss"]
+            else:
+                state.memory_point(0, [], state.rows[-1]["gen_rss"])
             for step in scenario.run.steps:
                 result["steps"].append(await state.run_step(step))
                 result["memory"] = _memory_fit(state.memory_points)
@@ -550,9 +577,13 @@ def _max(values: list[Any]) -> float | None:
 def _memory_fit(points: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"points": points}
     xs = [p["connections"] for p in points]
-    for key in ("rss", "uss", "kernel"):
-        pairs = [(x, p[key]) for x, p in zip(xs, points, strict=True) if p[key] is not None]
-        fit = fit_line([float(a) for a, _ in pairs], [float(b) for _, b in pairs])
+    for key in ("rss", "uss", "kernel", "generator_rss"):
+        pairs = [
+            (float(x), float(p[key]))
+            for x, p in zip(xs, points, strict=True)
+            if p.get(key) is not None
+        ]
+        fit = fit_line([a for a, _ in pairs], [b for _, b in pairs])
         out[key] = (
             {"bytes_per_conn": round(fit[0]), "r2": round(fit[2], 4), "points": len(pairs)}
             if fit

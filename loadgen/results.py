@@ -38,6 +38,8 @@ SERIES_COLUMNS = (
     "server_cpu_pct",
     "kernel_bytes",
     "gen_cpu_pct",
+    "gen_cpu_total_pct",
+    "gen_rss",
     "gen_loop_lag_p99_ms",
     "errors",
 )

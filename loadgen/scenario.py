@@ -37,7 +37,7 @@ from typing import Any, cast
 from loadgen.errors import ScenarioError
 
 TRANSPORTS = ("ws", "sse", "sse-h2")
-WORKLOADS = ("idle", "echo", "fanout", "reconnect-storm", "ws-echo", "sse-plain")
+WORKLOADS = ("idle", "echo", "fanout", "chat", "reconnect-storm", "ws-echo", "sse-plain")
 MAX_CONNECTIONS = 100_000
 
 
@@ -84,6 +84,14 @@ class Workload:
     """reconnect-storm: share of the subscribers cut at once in each hold."""
     storm_at_s: float | None = None
     """reconnect-storm: seconds into each hold when the storm hits [default: a third in]."""
+    rooms: int = 100
+    """chat: rooms in the community (Zipf-sized membership)."""
+    rooms_per_user: int = 3
+    zipf_s: float = 1.1
+    gated_share: float = 0.1
+    """chat: share of users who also try a token-gated room (holders or whales)."""
+    churn_per_s: float = 5.0
+    """chat: room moves per second across all users (leave one, join another)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -265,6 +273,23 @@ def _workload(c: _Checker, raw: dict[str, Any], run: Run) -> Workload:
         time_field=c.string("workload.time_field", w.get("time_field", "t")),
         drop_fraction=c.number(
             "workload.drop_fraction", w.get("drop_fraction", 0.5), minimum=0.001, maximum=1
+        ),
+        rooms=c.number(
+            "workload.rooms", w.get("rooms", 100), minimum=1, maximum=1000, integer=True
+        ),
+        rooms_per_user=c.number(
+            "workload.rooms_per_user",
+            w.get("rooms_per_user", 3),
+            minimum=1,
+            maximum=10,
+            integer=True,
+        ),
+        zipf_s=c.number("workload.zipf_s", w.get("zipf_s", 1.1), minimum=0, maximum=3),
+        gated_share=c.number(
+            "workload.gated_share", w.get("gated_share", 0.1), minimum=0, maximum=1
+        ),
+        churn_per_s=c.number(
+            "workload.churn_per_s", w.get("churn_per_s", 5.0), minimum=0, maximum=10_000
         ),
         storm_at_s=None
         if w.get("storm_at_s") is None

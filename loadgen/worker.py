@@ -16,17 +16,20 @@ import asyncio
 import contextlib
 import gc
 import os
+import random
 import signal
 import ssl
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import aiohttp
 import orjson
 import psutil
 
+from loadgen.chat import Community
 from loadgen.clients import (
     Client,
     ConnectError,
@@ -54,8 +57,11 @@ def channel_for(index: int, channel_size: int) -> str:
     return f"dao:{k % 10 + 1}:topic-{(k // 10) % 100}"
 
 
-def owner(index: int, channel_size: int, workers: int) -> int:
-    """The worker that holds connection ``index``: whole channels per worker."""
+def owner(index: int, channel_size: int, workers: int, kind: str = "fanout") -> int:
+    """The worker that holds connection ``index``: whole channels per worker (in ``chat``
+    users span rooms, so users are dealt round-robin and acks are merged at the end)."""
+    if kind == "chat":
+        return index % workers
     return (index // channel_size) % workers
 
 
@@ -77,7 +83,8 @@ class Worker:
         self.errors: dict[str, int] = {}
         self.received = 0
         self.sent = 0
-        self.tracks: dict[int, ChannelTrack] = {}
+        self.tracks: dict[tuple[int, str], ChannelTrack] = {}
+        """What each connection saw of each channel it joined, by (index, channel)."""
         self.final_ids: dict[str, int] = {}
         self.lag = new_histogram()
         self.hold_lag = new_histogram()
@@ -90,6 +97,56 @@ class Worker:
         self._me = psutil.Process()
         self._me.cpu_percent()
         self.http: aiohttp.ClientSession | None = None
+        w = self.scenario.workload
+        self.community = (
+            Community.build(
+                w.rooms, w.zipf_s, w.rooms_per_user, w.gated_share, self.scenario.run.seed
+            )
+            if w.kind == "chat"
+            else None
+        )
+        self._rng = random.Random(self.scenario.run.seed * 7919 + self.worker)
+        self.churn_moves = 0
+        self.refused_joins = 0
+
+    async def _chat_publish(self, client: Client, body: Any) -> None:
+        """A user speaks in one of the rooms it is in, picked at random."""
+        rooms = [c for c in client.channels if c not in client.refused]
+        if rooms:
+            await client.publish(body, ch=self._rng.choice(rooms))
+
+    async def _churn(self, per_s: float) -> None:
+        """Users move between rooms: WebSocket leaves one and joins another on the same
+        connection; SSE, whose rooms are fixed per stream, reconnects with the new list."""
+        assert self.community is not None
+        period = 1.0 / per_s
+        while True:
+            await asyncio.sleep(period)
+            candidates = [c for c in self.clients if c.open and len(c.channels) > 1]
+            if not candidates:
+                continue
+            client = self._rng.choice(candidates)
+            leave = self._rng.choice(client.channels[1:])
+            join = self.community.pick(self._rng, set(client.channels))
+            if join is None:
+                continue
+            self.tracks.pop((client.index, leave), None)
+            self.churn_moves += 1
+            if isinstance(client, WsClient):
+                with contextlib.suppress(Exception):
+                    await client.move(leave, join)
+                continue
+            for ch in client.channels:
+                self.tracks.pop((client.index, ch), None)
+            rooms = [c for c in client.channels if c != leave] + [join]
+            await client.reset(None)
+            client.channels = rooms
+            try:
+                await self._connect(client)
+            except Exception as exc:  # counted; the client stays closed
+                self._count(
+                    f"churn:{exc.kind if isinstance(exc, ConnectError) else type(exc).__name__}"
+                )
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -100,6 +157,9 @@ class Worker:
             connector=connector, timeout=aiohttp.ClientTimeout(total=None)
         )
         self._spawn(self._loop_lag())
+        w = self.scenario.workload
+        if self.community is not None and w.churn_per_s > 0:
+            self._spawn(self._churn(w.churn_per_s / self.workers))
 
     # -- frames --------------------------------------------------------------------
 
@@ -110,7 +170,7 @@ class Worker:
             body = frame.get("body")
             if isinstance(body, dict) and "t" in body:
                 self.latency.record((received_ns - int(body["t"])) // 1000)
-            track = self.tracks.get(client.index)
+            track = self.tracks.get((client.index, str(frame.get("ch"))))
             if track is not None:
                 track.observe(int(frame["id"]))
         elif op == "echo":
@@ -126,16 +186,20 @@ class Worker:
                 self.latency.record(frame["us"])
             else:
                 self._count("event_without_time")
-        elif op == "joined" and frame.get("ch") == client.channel:
-            # Track from the first join itself: messages can follow in the same read, before
-            # the connect coroutine resumes. A resumed join keeps the track: what the gap
-            # cost is what integrity is about.
-            if client.index not in self.tracks:
-                self.tracks[client.index] = ChannelTrack(int(frame.get("last", 0)))
+        elif op == "joined":
+            # Track from the join itself: messages can follow in the same read, before the
+            # connect coroutine resumes. A resumed join keeps its track: what the gap cost
+            # is what integrity is about.
+            key = (client.index, str(frame.get("ch")))
+            if key not in self.tracks or client.since is None:
+                self.tracks[key] = ChannelTrack(int(frame.get("last", 0)))
         elif op == "ack":
-            ch = client.channel
+            cid = frame.get("cid")
+            ch = cid if isinstance(cid, str) else client.channel
             self.final_ids[ch] = max(self.final_ids.get(ch, 0), int(frame["id"]))
         elif op == "error":
+            if frame.get("code") == "forbidden" and self.community is not None:
+                return  # a gated room refused: expected in chat, counted as refused_joins
             self._count(f"error:{frame.get('code')}")
 
     def _count(self, kind: str) -> None:
@@ -145,7 +209,11 @@ class Worker:
 
     def _make_client(self, index: int) -> Client:
         w = self.scenario.workload
-        args = (index, f"u{index}", channel_for(index, w.channel_size), self.on_frame)
+        if self.community is not None:
+            primary, *extra = self.community.rooms_of(index)
+            args: tuple[Any, ...] = (index, f"u{index}", primary, self.on_frame, tuple(extra))
+        else:
+            args = (index, f"u{index}", channel_for(index, w.channel_size), self.on_frame)
         assert self.http is not None
         if w.kind == "ws-echo":
             assert self.http_url
@@ -202,6 +270,7 @@ class Worker:
             value = client.phases.get(f"{name}_ms")
             if value is not None:
                 self.connect_ms[name].record_value(max(1, int(value * 1000)))
+        self.refused_joins += len(client.refused)
         self.clients.append(client)
         self._start_workload(client)
 
@@ -211,7 +280,7 @@ class Worker:
         mine = [
             i
             for i in range(self.next_index, total)
-            if owner(i, w.channel_size, self.workers) == self.worker
+            if owner(i, w.channel_size, self.workers, w.kind) == self.worker
         ]
         self.next_index = max(self.next_index, total)
         rate = self.scenario.run.ramp_rate / self.workers
@@ -256,7 +325,7 @@ class Worker:
         async def one(client: Client) -> None:
             dropped = time.perf_counter()
             client.drop()
-            track = self.tracks.get(client.index)
+            track = self.tracks.get((client.index, client.channel))
             await client.reset(track.highest or track.start if track else None)
             async with semaphore:
                 try:
@@ -293,6 +362,8 @@ class Worker:
         w = self.scenario.workload
         if w.kind in ("fanout", "reconnect-storm") and client.index % w.channel_size == 0:
             self._spawn(self._schedule(client, w.rate, client.publish))
+        elif w.kind == "chat":
+            self._spawn(self._schedule(client, w.rate, partial(self._chat_publish, client)))
         elif w.kind in ("echo", "ws-echo"):
             self._spawn(self._schedule(client, w.rate, client.echo))
         if w.heartbeat_s and w.kind not in PLAIN_KINDS:
@@ -357,12 +428,15 @@ class Worker:
             "latency": _encode(interval),
             "lag": _encode(lag),
             "cpu_pct": self._me.cpu_percent(),
+            "rss": self._me.memory_info().rss,
             "errors": dict(self.errors),
         }
         self._last = (received, sent)
         return out
 
-    async def final(self) -> dict[str, Any]:
+    async def final(self, final_ids: dict[str, int] | None = None) -> dict[str, Any]:
+        """Integrity against ``final_ids`` (every worker's acks merged: in ``chat`` a channel's
+        publishers are spread over workers), else this worker's own."""
         self.publishing = False
         kind = self.scenario.workload.kind
         if kind in ("echo", "ws-echo"):
@@ -375,10 +449,9 @@ class Worker:
             )
         else:
             integrity = Integrity()
-            for client in self.clients:
-                track = self.tracks.get(client.index)
-                if track is not None:
-                    integrity.account(track, self.final_ids.get(client.channel, 0))
+            finals = final_ids if final_ids is not None else self.final_ids
+            for (_index, ch), track in self.tracks.items():
+                integrity.account(track, finals.get(ch, 0))
         out = {
             "op": "final",
             "integrity": integrity.as_dict(),
@@ -386,6 +459,8 @@ class Worker:
             "connect_ms": {k: _encode(v) for k, v in self.connect_ms.items()},
             "hold_lag": _encode(self.hold_lag),
             "schedule_lag": _encode(self.schedule_lag),
+            "churn_moves": self.churn_moves,
+            "refused_joins": self.refused_joins,
         }
         return out
 
@@ -430,8 +505,11 @@ async def serve(reader: asyncio.StreamReader, write: Callable[[dict[str, Any]], 
             answer = await worker.storm(float(command["fraction"]))
         elif op == "tick":
             answer = worker.snapshot()
+        elif op == "acks":
+            worker.publishing = False
+            answer = {"op": "acks", "final_ids": worker.final_ids}
         elif op == "final":
-            answer = await worker.final()
+            answer = await worker.final(command.get("final_ids"))
             finished.set()
         else:
             answer = {"op": "error", "error": f"unknown op {op!r}"}

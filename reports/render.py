@@ -124,7 +124,11 @@ def report(runs: list[RunData], out: Path) -> list[Path]:
     scaling = tables.scaling(runs)
     if scaling is not None:
         report_tables.append(scaling)
-    report_tables += [tables.percentiles(runs), tables.health(runs), tables.environment(runs)]
+    report_tables.append(tables.percentiles(runs))
+    storm_table = tables.storms(runs)
+    if storm_table is not None:
+        report_tables.append(storm_table)
+    report_tables += [tables.health(runs), tables.environment(runs)]
     doc = Document(
         title="rtbench report: WebSocket vs Server-Sent Events",
         intro=intro,

@@ -25,7 +25,7 @@ def render_summary(run_dir: Path) -> str:
         lines.append(f"PARTIAL RESULTS: {data.get('stopped', 'the run did not finish')}")
     header = (
         f"{'transport':<8} {'conns':>7} {'p50':>9} {'p90':>9} {'p99':>9} {'p99.9':>9} "
-        f"{'msgs/s':>9} {'CPU-s/1k':>9}"
+        f"{'msgs/s':>9} {'CPU-s/1k':>9} {'gen/1k':>8}"
     )
     lines += ["", header, "-" * len(header)]
     notes = []
@@ -36,7 +36,8 @@ def render_summary(run_dir: Path) -> str:
                 f"{name:<8} {step['connections']:>7,} {_fmt(lat['p50'], 'ms'):>9} "
                 f"{_fmt(lat['p90'], 'ms'):>9} {_fmt(lat['p99'], 'ms'):>9} "
                 f"{_fmt(lat['p99.9'], 'ms'):>9} {step['msgs_per_s']:>9,.0f} "
-                f"{_fmt(step.get('server_cpu_s_per_1000_msgs'), '', 3):>9}"
+                f"{_fmt(step.get('server_cpu_s_per_1000_msgs'), '', 3):>9} "
+                f"{_fmt(step.get('gen_cpu_s_per_1000_msgs'), '', 3):>8}"
             )
         memory = result.get("memory", {})
         integrity = result.get("integrity")
@@ -47,6 +48,12 @@ def render_summary(run_dir: Path) -> str:
             for key in ("rss", "uss", "kernel")
         )
         notes.append(f"{name}: RAM per connection: {mem}")
+        gen = memory.get("generator_rss") or {}
+        if gen.get("bytes_per_conn") is not None:
+            notes.append(
+                f"{name}: generator RAM per connection: {_fmt(gen['bytes_per_conn'], ' B')} "
+                f"(R² {_fmt(gen.get('r2'), '', 3)}, all workers)"
+            )
         if integrity:
             notes.append(
                 f"{name}: integrity: expected {integrity['expected']:,} = delivered "

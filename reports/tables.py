@@ -151,6 +151,50 @@ def scaling(runs: list[RunData]) -> Table | None:
     return table
 
 
+def storms(runs: list[RunData]) -> Table | None:
+    """Reconnect storms: how many were cut, how many came back and how fast."""
+    many = len(runs) > 1
+    table = Table(
+        "Reconnect storms",
+        [
+            *(["Run"] if many else []),
+            "Transport",
+            "Connections",
+            "Dropped",
+            "Resumed",
+            "Failed",
+            "Resume p50",
+            "Resume p99",
+            "Resume max",
+        ],
+        note="Time from the cut (no closing handshake) to the join acknowledgement of the "
+        "resumed connection, token call included. Lost and duplicated messages across the gap "
+        "are in the integrity table.",
+    )
+    for run in runs:
+        for name, result in run.transports.items():
+            for step in result.get("steps", []):
+                storm = step.get("storm")
+                if not storm:
+                    continue
+                resume = storm.get("resume_ms") or {}
+                failed = ", ".join(f"{k} {v}" for k, v in sorted(storm["failed"].items()))
+                table.rows.append(
+                    [
+                        *([run.name] if many else []),
+                        name,
+                        fmt_num(step.get("connections")),
+                        fmt_num(storm.get("dropped")),
+                        fmt_num(storm.get("resumed")),
+                        failed or "0",
+                        fmt_ms(resume.get("p50")),
+                        fmt_ms(resume.get("p99")),
+                        fmt_ms(resume.get("max")),
+                    ]
+                )
+    return table if table.rows else None
+
+
 def health(runs: list[RunData]) -> Table:
     many = len(runs) > 1
     table = Table(

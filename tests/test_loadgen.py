@@ -119,3 +119,30 @@ def test_reconnect_storm_resumes_without_loss(tmp_path: Path) -> None:
         integrity = result["integrity"]
         assert integrity["expected"] > 0 and integrity["balanced"], transport
         assert integrity["lost"] == 0 and integrity["duplicated"] == 0, (transport, integrity)
+
+
+def test_chat_community_with_gated_rooms_and_churn(tmp_path: Path) -> None:
+    """Users in Zipf-sized rooms, some trying token-gated rooms, moving between rooms while
+    everyone speaks: refusals are counted (not errors), moves happen, and every message owed
+    to a member of a room while it was in it arrives once, over WS and SSE, with two workers
+    (so a room's speakers sit in different processes)."""
+    scenario_file = tmp_path / "chat.toml"
+    scenario_file.write_text(
+        'name = "chat"\n[run]\ntransports = ["ws", "sse"]\nsteps = [60]\nramp_rate = 600\n'
+        "hold_s = 3\nwarmup_s = 0\nworkers = 2\n"
+        '[workload]\nkind = "chat"\nrate = 1.0\nrooms = 8\nrooms_per_user = 3\n'
+        "gated_share = 0.5\nchurn_per_s = 10\n"
+    )
+    run_dir = main_run(load_scenario(scenario_file), tmp_path / "results", say=lambda line: None)
+    summary = orjson.loads((run_dir / "summary.json").read_bytes())
+    for transport in ("ws", "sse"):
+        result = summary["transports"][transport]
+        step = result["steps"][0]
+        assert step["connections"] == 60, (transport, result["errors"])
+        assert step["latency_ms"]["p50"] is not None and step["msgs_per_s"] > 60
+        assert result["chat"]["gated_refusals"] > 0  # whales need a balance of 900
+        assert result["chat"]["room_moves"] > 10
+        integrity = result["integrity"]
+        assert integrity["expected"] > 0 and integrity["balanced"]
+        assert integrity["lost"] == 0 and integrity["duplicated"] == 0, (transport, integrity)
+        assert not any(kind.startswith("churn:") for kind in result["errors"]), result["errors"]

@@ -309,3 +309,37 @@ async def test_metrics_count_connections(server: Running) -> None:
     async with ws_client(server, "u20"), aiohttp.ClientSession() as http:
         text = await (await http.get(f"{server.http_url}/metrics")).text()
     assert 'rtbench_connections{node="' in text and 'transport="ws"} 1' in text
+
+
+async def test_sse_keepalive_only_on_idle_streams(make_server: ServerFactory) -> None:
+    """An idle SSE stream gets a comment every keep-alive tick; a stream that carried a frame
+    since the last tick gets none (a busy server must not write thousands of comments)."""
+    async with make_server({Transport.WS, Transport.SSE}, sse_keepalive_s=0.2 * UNIT) as server:
+        assert server.http_url
+        raw: dict[str, bytearray] = {"idle": bytearray(), "busy": bytearray()}
+        async with aiohttp.ClientSession() as http:
+
+            async def stream(user: str, ch: str, into: bytearray) -> None:
+                tok = await token(server.http_url or "", user)
+                async with http.get(
+                    f"{server.http_url}/v1/sse", params={"token": tok, "ch": ch}
+                ) as response:
+                    async for chunk in response.content.iter_any():
+                        into += chunk
+
+            async with ws_client(server, "u9") as publisher:
+                await publisher.join("dao:1:topic-1")
+                tasks = [
+                    asyncio.create_task(stream("u7", "dao:1:topic-2", raw["idle"])),
+                    asyncio.create_task(stream("u8", "dao:1:topic-1", raw["busy"])),
+                ]
+                await asyncio.sleep(0.3 * UNIT)  # both joined
+                raw["busy"].clear()
+                for n in range(30):
+                    await publisher.send({"op": "pub", "ch": "dao:1:topic-1", "body": n})
+                    await asyncio.sleep(0.04 * UNIT)
+                for task in tasks:
+                    task.cancel()
+        assert raw["idle"].count(b": keep-alive") >= 3
+        assert raw["busy"].count(b"event: msg") >= 25
+        assert b": keep-alive" not in raw["busy"]
