@@ -6,6 +6,7 @@ imports nothing of them and probes them like any other process, by PID.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -18,8 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 
 from loadgen.errors import LoadgenError
+
+STOP_TIMEOUT_S = 45.0
+"""The server drains for up to 30 s (every connection closed cleanly), then is killed."""
 
 
 def free_port() -> int:
@@ -38,14 +43,24 @@ class Launched:
     log_path: Path
 
     def stop(self) -> None:
-        """SIGTERM (drain), then SIGKILL after 10 s; only the process we started."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """SIGTERM (drain), then SIGKILL after 45 s, to the server we started and anything
+        it started (its server processes, an embedded Valkey), so nothing is left behind."""
+        if self.process.poll() is not None:
+            return
+        try:
+            family = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            family = []
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        for child in family:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if child.is_running():
+                    child.kill()
 
 
 def launch(

@@ -509,6 +509,10 @@ async def serve(reader: asyncio.StreamReader, write: Callable[[dict[str, Any]], 
             worker.publishing = False
             answer = {"op": "acks", "final_ids": worker.final_ids}
         elif op == "final":
+            # Whatever is still running (a ramp cut short by Ctrl-C) stops here.
+            for task in list(running):
+                if task is not asyncio.current_task():
+                    task.cancel()
             answer = await worker.final(command.get("final_ids"))
             finished.set()
         else:

@@ -15,6 +15,7 @@ import secrets
 import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -166,6 +167,10 @@ class ServeError(Exception):
     """``rtbench serve`` cannot start as asked; the message says what to change."""
 
 
+DRAIN_S = 30.0
+"""How long server processes get to close every connection before they are killed."""
+
+
 def serve(options: ServeOptions, say: Callable[[str], None] = print) -> None:
     """Serve until SIGINT or SIGTERM, then drain: WS close 1001, SSE streams end."""
     if options.processes < 1:
@@ -231,8 +236,13 @@ def _run_many(options: ServeOptions, say: Callable[[str], None]) -> None:
     for child in children:
         if child.pid is not None and child.is_alive():
             os.kill(child.pid, signal.SIGTERM)
+    deadline = time.monotonic() + DRAIN_S
     for child in children:
-        child.join(10)
+        child.join(max(0.0, deadline - time.monotonic()))
+    for child in children:
+        if child.is_alive():  # did not drain in time: never leave a server behind
+            child.kill()
+            child.join(5)
 
 
 def _child(options: ServeOptions, index: int, ready: Any) -> None:
