@@ -222,6 +222,20 @@ class _SseBase(Client):
         await super().reset(since)
         self.decoder = SseDecoder()
 
+    async def _post(self, path: str, body: bytes) -> None:
+        """Client -> server over HTTP, with the stream's ``sid``; answers come on the stream."""
+        raise NotImplementedError
+
+    async def publish(self, body: Any, ch: str | None = None) -> None:
+        ch = ch or self.channel
+        await self._post(f"/v1/channels/{ch}/messages", orjson.dumps({"body": body, "cid": ch}))
+
+    async def echo(self, body: Any) -> None:
+        await self._post("/v1/echo", orjson.dumps({"body": body}))
+
+    async def heartbeat(self) -> None:
+        await self._post("/v1/presence/heartbeat", b"{}")
+
     def _feed(self, chunk: bytes) -> None:
         now = time.monotonic_ns()
         for event in self.decoder.feed(chunk):
@@ -280,16 +294,6 @@ class SseClient(_SseBase):
                 await response.read()
         except (aiohttp.ClientError, OSError):
             pass
-
-    async def publish(self, body: Any, ch: str | None = None) -> None:
-        ch = ch or self.channel
-        await self._post(f"/v1/channels/{ch}/messages", orjson.dumps({"body": body, "cid": ch}))
-
-    async def echo(self, body: Any) -> None:
-        await self._post("/v1/echo", orjson.dumps({"body": body}))
-
-    async def heartbeat(self) -> None:
-        await self._post("/v1/presence/heartbeat", b"{}")
 
     def drop(self) -> None:
         connection = self.response.connection if self.response is not None else None
@@ -382,16 +386,6 @@ class Sse2Client(_SseBase):
             return
         with contextlib.suppress(h2conn.H2Error):
             await self.proto.request("POST", f"{path}?sid={self.sid}", body)
-
-    async def publish(self, body: Any, ch: str | None = None) -> None:
-        ch = ch or self.channel
-        await self._post(f"/v1/channels/{ch}/messages", orjson.dumps({"body": body, "cid": ch}))
-
-    async def echo(self, body: Any) -> None:
-        await self._post("/v1/echo", orjson.dumps({"body": body}))
-
-    async def heartbeat(self) -> None:
-        await self._post("/v1/presence/heartbeat", b"{}")
 
     def drop(self) -> None:
         if self.proto is not None and self.proto.transport is not None:

@@ -34,23 +34,19 @@ def percentiles_ms(histogram: HdrHistogram) -> dict[str, float | None]:
 
 
 class IntervalRecorder:
-    """The current interval's histogram plus the merged total of the measured phase."""
+    """The current one-second interval's histogram; the coordinator merges intervals."""
 
-    __slots__ = ("interval", "measuring", "total")
+    __slots__ = ("interval",)
 
     def __init__(self) -> None:
         self.interval = new_histogram()
-        self.total = new_histogram()
-        self.measuring = False
 
     def record(self, latency_us: int) -> None:
         self.interval.record_value(min(max(latency_us, LOWEST_US), HIGHEST_US))
 
     def rotate(self) -> HdrHistogram:
-        """Close the interval: return it and start a new one; measured intervals add to total."""
+        """Close the interval: return it and start a new one."""
         done, self.interval = self.interval, new_histogram()
-        if self.measuring:
-            self.total.add(done)
         return done
 
 

@@ -48,6 +48,14 @@ def render_summary(run_dir: Path) -> str:
             for key in ("rss", "uss", "kernel")
         )
         notes.append(f"{name}: RAM per connection: {mem}")
+        connect = result.get("connect_ms") or {}
+        phases = [
+            f"{phase} {_fmt(v.get('p50'), 'ms')}/{_fmt(v.get('p99'), 'ms')}"
+            for phase, v in connect.items()
+            if v.get("p50") is not None
+        ]
+        if phases:
+            notes.append(f"{name}: connect p50/p99: " + ", ".join(phases))
         gen = memory.get("generator_rss") or {}
         if gen.get("bytes_per_conn") is not None:
             notes.append(
