@@ -8,8 +8,10 @@ histograms only.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 LOWEST_US = 1
@@ -34,20 +36,37 @@ def percentiles_ms(histogram: HdrHistogram) -> dict[str, float | None]:
 
 
 class IntervalRecorder:
-    """The current one-second interval's histogram; the coordinator merges intervals."""
+    """The current one-second interval of latencies, histogrammed when it closes.
 
-    __slots__ = ("interval",)
+    ``record`` only appends to an array (tens of nanoseconds); ``rotate`` counts the values
+    with numpy and records each distinct value once with its count. Recording every value
+    straight into the histogram cost about 5 µs each in pure Python: a tenth of the
+    generator's CPU at 20,000 messages/s.
+    """
+
+    __slots__ = ("values",)
 
     def __init__(self) -> None:
-        self.interval = new_histogram()
+        self.values = array("q")
 
     def record(self, latency_us: int) -> None:
-        self.interval.record_value(min(max(latency_us, LOWEST_US), HIGHEST_US))
+        self.values.append(latency_us)
 
     def rotate(self) -> HdrHistogram:
-        """Close the interval: return it and start a new one."""
-        done, self.interval = self.interval, new_histogram()
-        return done
+        """Close the interval: return its histogram and start a new one."""
+        values, self.values = self.values, array("q")
+        return histogram_of(values)
+
+
+def histogram_of(values: array[int]) -> HdrHistogram:
+    histogram = new_histogram()
+    if values:
+        clipped = np.clip(np.frombuffer(values, dtype=np.int64), LOWEST_US, HIGHEST_US)
+        distinct, counts = np.unique(clipped, return_counts=True)
+        record = histogram.record_value
+        for value, count in zip(distinct.tolist(), counts.tolist(), strict=True):
+            record(value, count)
+    return histogram
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import heapq
 import os
 import random
 import signal
@@ -48,6 +49,7 @@ from servers.core import protocol
 OPEN_CONCURRENCY = 100
 CONNECT_TIMEOUT_S = 10.0
 LAG_TICK_S = 0.01
+SEND_TICK_S = 0.001
 PLAIN_KINDS = ("ws-echo", "sse-plain")
 CONNECT_PHASES = ("tcp_tls", "token", "upgrade", "join")
 
@@ -88,7 +90,9 @@ class Worker:
         self.final_ids: dict[str, int] = {}
         self.lag = new_histogram()
         self.hold_lag = new_histogram()
-        self.schedule_lag = new_histogram()
+        self.schedule_lag = IntervalRecorder()
+        """How late each send left, µs; folded into ``schedule_total`` every tick."""
+        self.schedule_total = new_histogram()
         self.phase = "ramp"
         self.publishing = True
         self.next_index = 0
@@ -107,6 +111,9 @@ class Worker:
         )
         self._rng = random.Random(self.scenario.run.seed * 7919 + self.worker)
         self.churn_moves = 0
+        self._due: list[tuple[int, int, int, Client, Callable[[Any], Any]]] = []
+        """Open-loop sends: (intended ns, index, period ns, client, send), a heap."""
+        self._wake = asyncio.Event()
         self.refused_joins = 0
 
     async def _chat_publish(self, client: Client, body: Any) -> None:
@@ -157,6 +164,7 @@ class Worker:
             connector=connector, timeout=aiohttp.ClientTimeout(total=None)
         )
         self._spawn(self._loop_lag())
+        self._spawn(self._sender())
         w = self.scenario.workload
         if self.community is not None and w.churn_per_s > 0:
             self._spawn(self._churn(w.churn_per_s / self.workers))
@@ -361,39 +369,60 @@ class Worker:
     def _start_workload(self, client: Client) -> None:
         w = self.scenario.workload
         if w.kind in ("fanout", "reconnect-storm") and client.index % w.channel_size == 0:
-            self._spawn(self._schedule(client, w.rate, client.publish))
+            self._schedule(client, w.rate, client.publish)
         elif w.kind == "chat":
-            self._spawn(self._schedule(client, w.rate, partial(self._chat_publish, client)))
+            self._schedule(client, w.rate, partial(self._chat_publish, client))
         elif w.kind in ("echo", "ws-echo"):
-            self._spawn(self._schedule(client, w.rate, client.echo))
+            self._schedule(client, w.rate, client.echo)
         if w.heartbeat_s and w.kind not in PLAIN_KINDS:
             self._spawn(self._heartbeats(client, w.heartbeat_s))
 
-    async def _schedule(self, client: Client, rate: float, send: Callable[[Any], Any]) -> None:
-        """Open loop: sends happen at intended times whatever the replies do; a late send
-        keeps its intended time, so the delay counts as latency."""
+    def _schedule(self, client: Client, rate: float, send: Callable[[Any], Any]) -> None:
+        """Open loop: add ``client`` to the worker's send schedule at ``rate``/s. The first
+        send is spread over one period so senders do not fire in lockstep."""
         period_ns = int(1e9 / rate)
+        first = time.monotonic_ns() + (client.index * 7919 % 1000) * period_ns // 1000
+        heapq.heappush(self._due, (first, client.index, period_ns, client, send))
+        self._wake.set()
+
+    async def _sender(self) -> None:
+        """Every open-loop send of this worker, from one timer: sends happen at their
+        intended times whatever the replies do, and a late send keeps its intended time so
+        the delay counts as latency (one task per sender would cost a task switch and a
+        timer per message)."""
+        due = self._due
         pad = "x" * self.scenario.workload.payload_bytes
-        # Spread the first sends over one period so publishers do not fire in lockstep.
-        intended = time.monotonic_ns() + (client.index * 7919 % 1000) * period_ns // 1000
         sending: set[asyncio.Task[Any]] = set()
-        while client.open:
-            delay = (intended - time.monotonic_ns()) / 1e9
+        lag = self.schedule_lag
+        while True:
+            if not due:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            delay = (due[0][0] - time.monotonic_ns()) / 1e9
             if delay > 0:
-                await asyncio.sleep(delay)
-            if not self.publishing:
-                break
+                # The event loop's timers tick in milliseconds: wake once per tick at most
+                # and send everything due by then.
+                await asyncio.sleep(max(delay, SEND_TICK_S))
             now = time.monotonic_ns()
-            self.schedule_lag.record_value(max(1, (now - intended) // 1000))
-            body = {"t": intended, "p": pad}
-            self.sent += 1
-            if isinstance(client, WsClient):
-                await send(body)
-            else:
-                task = asyncio.create_task(send(body))
-                sending.add(task)
-                task.add_done_callback(sending.discard)
-            intended += period_ns
+            while due and due[0][0] <= now:
+                intended, index, period_ns, client, send = heapq.heappop(due)
+                if not self.publishing:
+                    continue
+                if not client.open:
+                    # Reconnecting (churn, storm): keep its cadence, send nothing meanwhile.
+                    heapq.heappush(due, (intended + period_ns, index, period_ns, client, send))
+                    continue
+                lag.record((now - intended) // 1000)
+                body = {"t": intended, "p": pad}
+                self.sent += 1
+                if isinstance(client, WsClient):
+                    await send(body)
+                else:
+                    task = asyncio.create_task(send(body))
+                    sending.add(task)
+                    task.add_done_callback(sending.discard)
+                heapq.heappush(due, (intended + period_ns, index, period_ns, client, send))
 
     async def _heartbeats(self, client: Client, every_s: float) -> None:
         while client.open:
@@ -416,7 +445,12 @@ class Worker:
         self.phase = phase
         self.publishing = publishing
 
+    def _schedule_lag_so_far(self) -> Any:
+        self.schedule_total.add(self.schedule_lag.rotate())
+        return self.schedule_total
+
     def snapshot(self) -> dict[str, Any]:
+        self._schedule_lag_so_far()
         interval = self.latency.rotate()
         lag, self.lag = self.lag, new_histogram()
         received, sent = self.received, self.sent
@@ -458,7 +492,7 @@ class Worker:
             "errors": dict(self.errors),
             "connect_ms": {k: _encode(v) for k, v in self.connect_ms.items()},
             "hold_lag": _encode(self.hold_lag),
-            "schedule_lag": _encode(self.schedule_lag),
+            "schedule_lag": _encode(self._schedule_lag_so_far()),
             "churn_moves": self.churn_moves,
             "refused_joins": self.refused_joins,
         }
