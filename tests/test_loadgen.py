@@ -146,3 +146,37 @@ def test_chat_community_with_gated_rooms_and_churn(tmp_path: Path) -> None:
         assert integrity["expected"] > 0 and integrity["balanced"]
         assert integrity["lost"] == 0 and integrity["duplicated"] == 0, (transport, integrity)
         assert not any(kind.startswith("churn:") for kind in result["errors"]), result["errors"]
+
+
+def test_probe_samples_a_process_it_did_not_start() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rtbench.cli",
+            "probe",
+            "--pid",
+            str(os.getpid()),
+            "--count",
+            "2",
+            "--interval",
+            "0.2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"sampling PIDs {os.getpid()} every 0.2 s"
+    assert lines[1].split() == ["t_s", "rss_MiB", "uss_MiB", "cpu_%", "fds", "kernel_MiB"]
+    rows = [line.split() for line in lines[2:]]
+    assert len(rows) == 2 and all(float(row[1]) > 1 for row in rows)
+    missing = subprocess.run(
+        [sys.executable, "-m", "rtbench.cli", "probe", "--name", "no-such-server-xyz"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert missing.returncode == 2
+    assert "no process named or started with 'no-such-server-xyz'" in missing.stderr

@@ -71,3 +71,48 @@ def test_shipped_scenarios_load() -> None:
     for name, description in listed:
         assert description, name
         load_scenario(ROOT / "scenarios" / name)
+
+
+def _scenario(tmp_path: Path, body: str) -> object:
+    path = tmp_path / "plan.toml"
+    path.write_text('name = "plan"\n' + body)
+    return load_scenario(path)
+
+
+def test_preflight_refuses_more_sockets_than_a_worker_may_open(tmp_path: Path) -> None:
+    import resource
+
+    from loadgen.engine import preflight
+    from loadgen.errors import PlanError
+    from loadgen.scenario import Scenario
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard > 90_000:
+        pytest.skip("this host allows more open files than the scenario needs")
+    scenario = _scenario(tmp_path, "[run]\nsteps = [100000]\nworkers = 1\n")
+    assert isinstance(scenario, Scenario)
+    with pytest.raises(PlanError) as caught:
+        preflight(scenario)
+    message = str(caught.value)
+    assert "connections per generator process because its open-file limit is" in message
+    assert "set run.workers to" in message
+
+
+def test_preflight_refuses_more_connections_than_a_server_process_may_hold(
+    tmp_path: Path,
+) -> None:
+    import resource
+
+    from loadgen.engine import preflight
+    from loadgen.errors import PlanError
+    from loadgen.scenario import Scenario
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard > 90_000:
+        pytest.skip("this host allows more open files than the scenario needs")
+    scenario = _scenario(tmp_path, "[run]\nsteps = [100000]\nworkers = 10\n")
+    assert isinstance(scenario, Scenario)
+    with pytest.raises(PlanError) as caught:
+        preflight(scenario)
+    assert "each server process would hold 100000 connections" in str(caught.value)
+    assert "set target.processes to" in str(caught.value)
