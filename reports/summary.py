@@ -47,6 +47,9 @@ def render_summary(run_dir: Path) -> str:
             f" (R² {_fmt(memory.get(key, {}).get('r2'), '', 3)})"
             for key in ("rss", "uss", "kernel")
         )
+        points = (memory.get("rss") or {}).get("points", 0)
+        if 0 < points < 3:
+            mem += f"  [{points} points only: add steps for a meaningful slope and R²]"
         notes.append(f"{name}: RAM per connection: {mem}")
         connect = result.get("connect_ms") or {}
         phases = [
