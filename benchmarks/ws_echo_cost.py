@@ -110,6 +110,7 @@ def run_rtbench(url: str, seconds: int, tmp: Path) -> dict[str, float]:
         "p99_ms": top["latency_ms"]["p99"],
         "messages": messages,
         "client_bytes_per_conn": ws["memory"]["generator_rss"]["bytes_per_conn"],
+        "hold_only": top["gen_cpu_s_per_1000_msgs"],
     }
 
 
@@ -194,6 +195,7 @@ def main() -> None:
             f"{r['p99_ms']:>10.2f}ms{r['messages']:>10,.0f}"
         )
     rt = results["rtbench (ws-echo)"]
+    print(f"rtbench worker alone, hold seconds at {CONNECTIONS:,}: {rt['hold_only']:.4f} CPU-s/1k")
     if rt.get("client_bytes_per_conn") is not None:
         print(f"rtbench generator memory per connection: {rt['client_bytes_per_conn']:,.0f} B")
 
