@@ -225,7 +225,7 @@ class Worker:
         assert self.http is not None
         if w.kind == "ws-echo":
             assert self.http_url
-            return PlainWsClient(*args, http=self.http, ws_url=self.http_url)
+            return PlainWsClient(*args, ws_url=self.http_url, source_ip=self.source_ip)
         if w.kind == "sse-plain":
             assert self.http_url
             return PlainSseClient(*args, http=self.http, url=self.http_url, time_field=w.time_field)
@@ -416,7 +416,7 @@ class Worker:
                 lag.record((now - intended) // 1000)
                 body = {"t": intended, "p": pad}
                 self.sent += 1
-                if isinstance(client, WsClient):
+                if isinstance(client, WsClient | PlainWsClient):
                     await send(body)
                 else:
                     task = asyncio.create_task(send(body))
