@@ -140,8 +140,7 @@ def run(
         bool, typer.Option("--plain", help="One line per second instead of the live table.")
     ] = False,
 ) -> None:
-    """Run a scenario, print the comparison and write the report; results go to
-    OUT/<run-id>/."""
+    """Run a scenario, print the comparison and write the report to OUT/<run-id>/."""
     from loadgen.errors import LoadgenError
     from loadgen.scenario import load_scenario
     from reports.summary import render_summary
@@ -202,8 +201,7 @@ def probe(
     interval: Annotated[float, typer.Option(help="Seconds between samples.", min=0.1)] = 1.0,
     count: Annotated[int, typer.Option(help="Samples to take (0: until Ctrl-C).", min=0)] = 10,
 ) -> None:
-    """Sample a server on this host that rtbench did not start: RSS, USS, CPU, open files,
-    and the kernel's socket memory."""
+    """Sample a server rtbench did not start: RSS, USS, CPU, files, kernel socket memory."""
     import time
 
     from loadgen.probe import Probe, find_processes
