@@ -24,8 +24,12 @@ import aiohttp
 import orjson
 
 from loadgen import h2conn
+from loadgen.net import bound_socket
 from loadgen.sse import SseDecoder
 from servers.core import protocol
+
+READ_BUFFER_BYTES = 1024
+"""picows's initial read buffer per connection; it grows when a larger frame arrives."""
 
 OnFrame = Callable[["Client", dict[str, Any], int], None]
 
@@ -470,42 +474,66 @@ class PlainWsClient(Client):
     ``{"t": intended_send_ns, "p": padding}`` and whatever comes back is matched by ``t``.
 
     On picows, chosen by measurement for this CPU-bound mode: frames arrive by callback
-    straight from the protocol and are sent without awaiting, so no coroutine runs per
-    message (0.037 CPU-s per 1,000 echoes against aiohttp's 0.043-0.046, README). It costs
-    about twice aiohttp's memory per connection, so the protocol clients stay on aiohttp."""
+    straight from the protocol and are sent by a plain call, so no coroutine runs per
+    message, and replies go to ``on_echo(body, received_ns)`` without a frame dict
+    (README, "Client libraries")."""
 
     transport = "ws"
 
-    def __init__(self, *args: Any, ws_url: str, source_ip: str | None = None) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        ws_url: str,
+        on_echo: Callable[[Any, int], None],
+        source_ip: str | None = None,
+    ) -> None:
         super().__init__(*args)
         self.ws_url = ws_url
         self.source_ip = source_ip
+        self.on_echo = on_echo
         self.ws: Any = None
+        self._text: Any = None
+        self._pad = b""
+
+    @property
+    def padding(self) -> int:
+        return len(self._pad)
+
+    @padding.setter
+    def padding(self, size: int) -> None:
+        self._pad = b"x" * size
 
     async def connect(self, token: str, timeout: float) -> None:
         from picows import WSListener, WSMsgType, ws_connect
 
         client = self
-        loads, now = orjson.loads, time.monotonic_ns
+        loads, now, on_echo = orjson.loads, time.monotonic_ns, self.on_echo
         text, binary = WSMsgType.TEXT, WSMsgType.BINARY
 
         class Listener(WSListener):
             def on_ws_frame(self, transport: Any, frame: Any) -> None:
-                if frame.msg_type is text or frame.msg_type is binary:
+                kind = frame.msg_type
+                if kind is text or kind is binary:
                     received = now()
                     try:
                         body = loads(frame.get_payload_as_memoryview())
                     except orjson.JSONDecodeError:
                         body = None
-                    client.on_frame(client, {"op": "echo", "body": body}, received)
+                    on_echo(body, received)
 
             def on_ws_disconnected(self, transport: Any) -> None:
                 client.open = False
 
+        source_ip = self.source_ip
         started = time.perf_counter()
         try:
             self.ws, _ = await ws_connect(
-                Listener, self.ws_url, websocket_handshake_timeout=timeout
+                Listener,
+                self.ws_url,
+                websocket_handshake_timeout=timeout,
+                # picows reads into 16 KiB per connection by default; echo frames are small.
+                read_buffer_init_size=READ_BUFFER_BYTES,
+                socket_factory=(lambda _url: bound_socket(source_ip)) if source_ip else None,
             )
         except TimeoutError:
             raise ConnectError("upgrade_timeout") from None
@@ -518,6 +546,11 @@ class PlainWsClient(Client):
         self._text = text
         self.phases["upgrade_ms"] = (time.perf_counter() - started) * 1000
         self.open = True
+
+    def send_echo(self, intended_ns: int) -> None:
+        """Send ``{"t": intended_ns, "p": padding}`` now, without awaiting."""
+        if self.open:
+            self.ws.send(self._text, b'{"t":%d,"p":"%b"}' % (intended_ns, self._pad))
 
     async def echo(self, body: Any) -> None:
         if self.open:

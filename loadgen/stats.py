@@ -38,10 +38,9 @@ def percentiles_ms(histogram: HdrHistogram) -> dict[str, float | None]:
 class IntervalRecorder:
     """The current one-second interval of latencies, histogrammed when it closes.
 
-    ``record`` only appends to an array (tens of nanoseconds); ``rotate`` counts the values
-    with numpy and records each distinct value once with its count. Recording every value
-    straight into the histogram cost about 5 µs each in pure Python: a tenth of the
-    generator's CPU at 20,000 messages/s.
+    ``record`` only appends to an array (tens of nanoseconds); ``rotate`` fills the
+    histogram with numpy. Recording every value straight into the histogram cost about
+    5 µs each in pure Python: a tenth of the generator's CPU at 20,000 messages/s.
     """
 
     __slots__ = ("values",)
@@ -59,13 +58,27 @@ class IntervalRecorder:
 
 
 def histogram_of(values: array[int]) -> HdrHistogram:
+    """One histogram of ``values`` (µs), filled in numpy: each value's counts index is
+    computed as ``HdrHistogram.record_value`` computes it, then counted with ``bincount``
+    straight into the histogram's counts array. Equal to recording each value, without a
+    Python call per value (tested against ``record_value``)."""
     histogram = new_histogram()
-    if values:
-        clipped = np.clip(np.frombuffer(values, dtype=np.int64), LOWEST_US, HIGHEST_US)
-        distinct, counts = np.unique(clipped, return_counts=True)
-        record = histogram.record_value
-        for value, count in zip(distinct.tolist(), counts.tolist(), strict=True):
-            record(value, count)
+    if not values:
+        return histogram
+    v = np.clip(np.frombuffer(values, dtype=np.int64), LOWEST_US, HIGHEST_US)
+    h = histogram
+    # bit length of (v | mask): exact through float64, as every value is below 2**53.
+    pow2ceiling = np.frexp((v | h.sub_bucket_mask).astype(np.float64))[1]
+    bucket = pow2ceiling - h.unit_magnitude - (h.sub_bucket_half_count_magnitude + 1)
+    sub_bucket = v >> (bucket + h.unit_magnitude)
+    index = (
+        ((bucket + 1) << h.sub_bucket_half_count_magnitude) + sub_bucket - h.sub_bucket_half_count
+    )
+    counts = np.ctypeslib.as_array(h.counts)
+    counts += np.bincount(index, minlength=h.counts_len)[: h.counts_len].astype(counts.dtype)
+    h.total_count = int(v.size)
+    h.min_value = int(v.min())
+    h.max_value = int(v.max())
     return histogram
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import heapq
 import os
 import random
 import signal
@@ -43,13 +42,17 @@ from loadgen.clients import (
 from loadgen.h2conn import h2_context
 from loadgen.net import socket_factory
 from loadgen.scenario import Scenario, scenario_from_dict
+from loadgen.schedule import Schedule
 from loadgen.stats import ChannelTrack, Integrity, IntervalRecorder, new_histogram
 from servers.core import protocol
 
 OPEN_CONCURRENCY = 100
 CONNECT_TIMEOUT_S = 10.0
 LAG_TICK_S = 0.01
-SEND_TICK_S = 0.001
+SYNC, INLINE, TASK = 0, 1, 2
+"""How the sender calls a send: a plain call with the intended time (picows), awaited in
+line (aiohttp WebSocket), or as a task of its own (HTTP POSTs)."""
+Send = tuple[int, "Client", "Callable[[Any], Any]", int]
 PLAIN_KINDS = ("ws-echo", "sse-plain")
 CONNECT_PHASES = ("tcp_tls", "token", "upgrade", "join")
 
@@ -111,8 +114,8 @@ class Worker:
         )
         self._rng = random.Random(self.scenario.run.seed * 7919 + self.worker)
         self.churn_moves = 0
-        self._due: list[tuple[int, int, int, Client, Callable[[Any], Any]]] = []
-        """Open-loop sends: (intended ns, index, period ns, client, send), a heap."""
+        self._due: Schedule[Send] = Schedule()
+        """Open-loop sends: (period ns, client, send, how) at their intended times."""
         self._wake = asyncio.Event()
         self.refused_joins = 0
 
@@ -182,12 +185,7 @@ class Worker:
             if track is not None:
                 track.observe(int(frame["id"]))
         elif op == "echo":
-            self.received += 1
-            body = frame.get("body")
-            if isinstance(body, dict) and "t" in body:
-                self.latency.record((received_ns - int(body["t"])) // 1000)
-            else:
-                self._count("echo_unrecognised")
+            self.on_echo(frame.get("body"), received_ns)
         elif op == "plain":
             self.received += 1
             if frame["us"] is not None:
@@ -210,6 +208,14 @@ class Worker:
                 return  # a gated room refused: expected in chat, counted as refused_joins
             self._count(f"error:{frame.get('code')}")
 
+    def on_echo(self, body: Any, received_ns: int) -> None:
+        """A reply to an echo: latency from the ``t`` it carries back."""
+        self.received += 1
+        try:
+            self.latency.record((received_ns - int(body["t"])) // 1000)
+        except (TypeError, KeyError, ValueError):
+            self._count("echo_unrecognised")
+
     def _count(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
@@ -225,7 +231,9 @@ class Worker:
         assert self.http is not None
         if w.kind == "ws-echo":
             assert self.http_url
-            return PlainWsClient(*args, ws_url=self.http_url, source_ip=self.source_ip)
+            return PlainWsClient(
+                *args, ws_url=self.http_url, on_echo=self.on_echo, source_ip=self.source_ip
+            )
         if w.kind == "sse-plain":
             assert self.http_url
             return PlainSseClient(*args, http=self.http, url=self.http_url, time_field=w.time_field)
@@ -372,17 +380,26 @@ class Worker:
             self._schedule(client, w.rate, client.publish)
         elif w.kind == "chat":
             self._schedule(client, w.rate, partial(self._chat_publish, client))
-        elif w.kind in ("echo", "ws-echo"):
+        elif isinstance(client, PlainWsClient):
+            client.padding = w.payload_bytes
+            self._schedule(client, w.rate, client.send_echo, how=SYNC)
+        elif w.kind == "echo":
             self._schedule(client, w.rate, client.echo)
         if w.heartbeat_s and w.kind not in PLAIN_KINDS:
             self._spawn(self._heartbeats(client, w.heartbeat_s))
 
-    def _schedule(self, client: Client, rate: float, send: Callable[[Any], Any]) -> None:
+    def _schedule(
+        self, client: Client, rate: float, send: Callable[[Any], Any], how: int | None = None
+    ) -> None:
         """Open loop: add ``client`` to the worker's send schedule at ``rate``/s. The first
         send is spread over one period so senders do not fire in lockstep."""
+        if how is None:
+            # aiohttp's WebSocket send writes at once and returns: awaited in line. An HTTP
+            # POST waits for its answer: a task of its own, so no send waits for another.
+            how = INLINE if isinstance(client, WsClient) else TASK
         period_ns = int(1e9 / rate)
         first = time.monotonic_ns() + (client.index * 7919 % 1000) * period_ns // 1000
-        heapq.heappush(self._due, (first, client.index, period_ns, client, send))
+        self._due.add(first, (period_ns, client, send, how))
         self._wake.set()
 
     async def _sender(self) -> None:
@@ -393,36 +410,34 @@ class Worker:
         due = self._due
         pad = "x" * self.scenario.workload.payload_bytes
         sending: set[asyncio.Task[Any]] = set()
-        lag = self.schedule_lag
+        record_lag = self.schedule_lag.record
         while True:
-            if not due:
+            next_ns = due.next_ns()
+            if next_ns is None:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            delay = (due[0][0] - time.monotonic_ns()) / 1e9
-            if delay > 0:
-                # The event loop's timers tick in milliseconds: wake once per tick at most
-                # and send everything due by then.
-                await asyncio.sleep(max(delay, SEND_TICK_S))
+            delay_ns = next_ns - time.monotonic_ns()
+            if delay_ns > 0:
+                await asyncio.sleep(delay_ns / 1e9)
             now = time.monotonic_ns()
-            while due and due[0][0] <= now:
-                intended, index, period_ns, client, send = heapq.heappop(due)
+            for intended, entry in due.due(now):
                 if not self.publishing:
                     continue
+                period_ns, client, send, how = entry
+                due.add(intended + period_ns, entry)
                 if not client.open:
-                    # Reconnecting (churn, storm): keep its cadence, send nothing meanwhile.
-                    heapq.heappush(due, (intended + period_ns, index, period_ns, client, send))
-                    continue
-                lag.record((now - intended) // 1000)
-                body = {"t": intended, "p": pad}
+                    continue  # reconnecting (churn, storm): keeps its cadence, sends nothing
+                record_lag((now - intended) // 1000)
                 self.sent += 1
-                if isinstance(client, WsClient | PlainWsClient):
-                    await send(body)
+                if how == SYNC:
+                    send(intended)
+                elif how == INLINE:
+                    await send({"t": intended, "p": pad})
                 else:
-                    task = asyncio.create_task(send(body))
+                    task = asyncio.create_task(send({"t": intended, "p": pad}))
                     sending.add(task)
                     task.add_done_callback(sending.discard)
-                heapq.heappush(due, (intended + period_ns, index, period_ns, client, send))
 
     async def _heartbeats(self, client: Client, every_s: float) -> None:
         while client.open:
