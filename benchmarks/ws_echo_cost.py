@@ -43,10 +43,14 @@ ECHO_SERVER = """
 import asyncio, sys
 import uvloop
 from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
 
 async def echo(connection):
-    async for message in connection:
-        await connection.send(message)
+    try:
+        async for message in connection:
+            await connection.send(message)
+    except (ConnectionClosed, OSError):
+        pass  # a tool closing its connections at the end
 
 async def main():
     async with serve(echo, "127.0.0.1", int(sys.argv[1]), compression=None, backlog=4096):

@@ -30,7 +30,7 @@ from loadgen.launch import Launched, launch
 from loadgen.probe import Probe, Sample, find_processes
 from loadgen.results import ResultsWriter
 from loadgen.scenario import Scenario
-from loadgen.stats import Integrity, fit_line, new_histogram, percentiles_ms
+from loadgen.stats import Integrity, fit_line, new_histogram, p99_ms, percentiles_ms
 
 DRAIN_S = 1.5
 """After the last send, wait at least this long and until nothing has arrived for this long..."""
@@ -182,7 +182,7 @@ class TransportRun:
             self._last_server_cpu = sample.cpu_s
         t = round(time.monotonic() - self.t0, 3)
         pcts = percentiles_ms(latency)
-        lag_p99 = lag.get_value_at_percentile(99) / 1000 if lag.get_total_count() else None
+        lag_p99 = p99_ms(lag)
         errors: dict[str, int] = {}
         for snapshot in snapshots:
             for kind, count in snapshot["errors"].items():
@@ -425,12 +425,8 @@ class TransportRun:
     def _health(self, hold_lag: HdrHistogram, schedule_lag: HdrHistogram) -> dict[str, Any]:
         hold = [r for r in self.rows if r["phase"] == "hold"]
         cpu = _max([r["gen_cpu_pct"] for r in hold])
-        lag = hold_lag.get_value_at_percentile(99) / 1000 if hold_lag.get_total_count() else None
-        sched = (
-            schedule_lag.get_value_at_percentile(99) / 1000
-            if schedule_lag.get_total_count()
-            else None
-        )
+        lag = p99_ms(hold_lag)
+        sched = p99_ms(schedule_lag)
         reasons = []
         if cpu is not None and cpu >= GENERATOR_CPU_LIMIT:
             reasons.append(f"a generator worker reached {cpu:.0f}% of a core")

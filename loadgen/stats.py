@@ -9,6 +9,7 @@ histograms only.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,12 +25,39 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
 
 
+def values_at_percentiles(histogram: HdrHistogram, percentiles: Iterable[float]) -> list[int]:
+    """``histogram.get_value_at_percentile(p)`` for each ``p``, from one cumulative sum in
+    numpy: hdrh walks the 23,552 counts in Python on every call (about 6 ms each), which
+    the coordinator did for every percentile of every one-second snapshot (tested equal)."""
+    h = histogram
+    total = h.get_total_count()
+    if total == 0:
+        return [0 for _ in percentiles]
+    cumulative = np.cumsum(np.ctypeslib.as_array(h.counts))
+    out = []
+    for p in percentiles:
+        target = max(int(min(p, 100.0) * total / 100 + 0.5), 1)
+        index = int(np.searchsorted(cumulative, target, side="left"))
+        value = h.get_value_from_index(index)
+        out.append(
+            h.get_highest_equivalent_value(value) if p else h.get_lowest_equivalent_value(value)
+        )
+    return out
+
+
+def p99_ms(histogram: HdrHistogram) -> float | None:
+    if histogram.get_total_count() == 0:
+        return None
+    return values_at_percentiles(histogram, (99.0,))[0] / 1000
+
+
 def percentiles_ms(histogram: HdrHistogram) -> dict[str, float | None]:
     """p50, p90, p99, p99.9 and max in milliseconds; None when nothing was recorded."""
     if histogram.get_total_count() == 0:
         return {"p50": None, "p90": None, "p99": None, "p99.9": None, "max": None}
+    values = values_at_percentiles(histogram, PERCENTILES)
     out: dict[str, float | None] = {
-        f"p{p:g}": histogram.get_value_at_percentile(p) / 1000 for p in PERCENTILES
+        f"p{p:g}": value / 1000 for p, value in zip(PERCENTILES, values, strict=True)
     }
     out["max"] = histogram.get_max_value() / 1000
     return out

@@ -13,6 +13,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 from matplotlib.figure import Figure
 
+from loadgen.stats import values_at_percentiles
 from reports.results import RunData
 
 COLORS = {"ws": "#1f77b4", "sse": "#ff7f0e", "sse-h2": "#2ca02c"}
@@ -84,7 +85,7 @@ def spectrum(runs: list[RunData]) -> Figure | None:
         histogram = held[step]
         if histogram.get_total_count() == 0:
             continue
-        values = [histogram.get_value_at_percentile(p) / 1000 for p in percentiles]
+        values = [v / 1000 for v in values_at_percentiles(histogram, percentiles)]
         label = (
             f"{_label(run, name, many)} at {step:,} conns ({histogram.get_total_count():,} samples)"
         )

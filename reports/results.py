@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import pandas as pd
 from hdrh.histogram import HdrHistogram
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA_VERSION = 1
 LOWEST_US = 1
@@ -92,6 +94,8 @@ class RunData:
 
     @cached_property
     def series(self) -> pd.DataFrame:
+        import pandas as pd  # about 0.4 s to import: only the reports read the series
+
         path = self.dir / "series.csv"
         if not path.exists():
             return pd.DataFrame()

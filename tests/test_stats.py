@@ -7,7 +7,14 @@ from array import array
 
 from hdrh.histogram import HdrHistogram
 
-from loadgen.stats import HIGHEST_US, IntervalRecorder, histogram_of, new_histogram
+from loadgen.stats import (
+    HIGHEST_US,
+    IntervalRecorder,
+    histogram_of,
+    new_histogram,
+    p99_ms,
+    values_at_percentiles,
+)
 
 
 def _recorded_one_by_one(values: list[int]) -> HdrHistogram:
@@ -43,3 +50,16 @@ def test_interval_recorder_rotates_to_empty() -> None:
     assert first.get_total_count() == 3
     assert first.get_value_at_percentile(50) == 5
     assert recorder.rotate().get_total_count() == 0
+
+
+def test_values_at_percentiles_match_hdrh() -> None:
+    rng = random.Random(11)
+    for size in (1, 2, 7, 1000, 40_000):
+        histogram = histogram_of(
+            array("q", [int(rng.paretovariate(1.2) * 900) for _ in range(size)])
+        )
+        wanted = (0.0, 1.0, 50.0, 90.0, 99.0, 99.9, 99.999, 100.0)
+        expected = [histogram.get_value_at_percentile(p) for p in wanted]
+        assert values_at_percentiles(histogram, wanted) == expected
+    assert values_at_percentiles(new_histogram(), (50.0,)) == [0]
+    assert p99_ms(new_histogram()) is None
