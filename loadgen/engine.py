@@ -78,6 +78,16 @@ def _decode(encoded: str | None) -> HdrHistogram | None:
     return HdrHistogram.decode(encoded) if encoded else None
 
 
+def _ramp_result(requested: float, opened: int, seconds: float) -> dict[str, Any]:
+    """What the ramp asked for and what it got: connections opened over the ramp's time."""
+    return {
+        "requested_per_s": requested,
+        "opened": opened,
+        "seconds": round(seconds, 2),
+        "achieved_per_s": round(opened / seconds, 1) if opened > 0 and seconds > 0 else None,
+    }
+
+
 def _merge(histograms: list[HdrHistogram | None]) -> HdrHistogram:
     total = new_histogram()
     for histogram in histograms:
@@ -112,6 +122,8 @@ class TransportRun:
         self.phase = "ramp"
         self.step = 0
         self.target = 0
+        self.opened = 0
+        """Connections open after the last ramp, by the workers' count."""
         self.rows: list[dict[str, Any]] = []
         self.row_latency: list[HdrHistogram] = []
         self.memory_points: list[dict[str, Any]] = []
@@ -308,7 +320,21 @@ class TransportRun:
         self.say(
             f"{self.transport}: ramping to {step:,} connections at {scenario.run.ramp_rate:g}/s"
         )
-        await self.ramp_to(step)
+        open_before = self.opened
+        ramp_started = time.monotonic()
+        opened = self.opened = await self.ramp_to(step)
+        ramp = _ramp_result(
+            scenario.run.ramp_rate, opened - open_before, time.monotonic() - ramp_started
+        )
+        if (
+            ramp["achieved_per_s"] is not None
+            and ramp["achieved_per_s"] < 0.8 * ramp["requested_per_s"]
+        ):
+            self.say(
+                f"{self.transport}: opened {opened - open_before:,} connections at "
+                f"{ramp['achieved_per_s']:,.0f}/s, below the {scenario.run.ramp_rate:g}/s asked "
+                "(the server or the generator was slower to connect)"
+            )
         await self.set_phase("warmup")
         warm_started = time.monotonic()
         await asyncio.sleep(scenario.run.warmup_s)
@@ -360,6 +386,7 @@ class TransportRun:
             "gen_loop_lag_p99_ms": _max([r["gen_loop_lag_p99_ms"] for r in hold_rows]),
             "warmup_s": round(warmup_took, 1),
             "settled": settled,
+            "ramp": ramp,
         }
         if storm_result is not None:
             result["storm"] = storm_result

@@ -333,6 +333,14 @@ def warnings(runs: list[RunData]) -> list[str]:
                         f"drained after {step.get('warmup_s')} s of warm-up; the hold measured "
                         "part of it."
                     )
+                ramp = step.get("ramp") or {}
+                achieved, requested = ramp.get("achieved_per_s"), ramp.get("requested_per_s")
+                if achieved is not None and requested and achieved < 0.8 * requested:
+                    out.append(
+                        f"{prefix}{name} at {conns:,} connections: the ramp opened "
+                        f"{achieved:,.0f} connections/s of the {requested:,.0f}/s asked; "
+                        "connect latency was measured at that rate."
+                    )
                 target = step.get("target")
                 if target and conns is not None and conns < target:
                     out.append(

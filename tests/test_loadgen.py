@@ -41,6 +41,9 @@ def test_small_run_writes_every_result_file(tmp_path: Path) -> None:
         assert integrity["balanced"] and integrity["expected"] > 0
         assert integrity["duplicated"] == 0
         assert result["memory"]["rss"]["points"] == 3
+        ramps = [s["ramp"] for s in result["steps"]]
+        assert [r["opened"] for r in ramps] == [10, 10]  # each step opens only what it adds
+        assert all(r["requested_per_s"] == 200 and r["achieved_per_s"] > 0 for r in ramps)
     rows = list(csv.DictReader((run_dir / "series.csv").open()))
     assert {r["transport"] for r in rows} == {"ws", "sse"}
     assert "Tag=ws," in (run_dir / "latency.hlog").read_text()

@@ -114,6 +114,21 @@ def test_report_warns_when_machines_differ(runs: Runs, tmp_path: Path) -> None:
     assert "come from different machines" in (out / "report.md").read_text()
 
 
+def test_report_warns_when_the_ramp_fell_short(runs: Runs, tmp_path: Path) -> None:
+    """The run asked for 400 connections/s; pretend it had asked for a million."""
+    other = tmp_path / "short-ramp"
+    shutil.copytree(runs.same, other)
+    summary = orjson.loads((other / "summary.json").read_bytes())
+    achieved = summary["transports"]["ws"]["steps"][0]["ramp"]["achieved_per_s"]
+    assert achieved > 0
+    summary["transports"]["ws"]["steps"][0]["ramp"]["requested_per_s"] = 1_000_000
+    (other / "summary.json").write_bytes(orjson.dumps(summary))
+    out = tmp_path / "report"
+    assert rtbench("report", other, "--out", out).returncode == 0
+    text = (out / "report.md").read_text()
+    assert f"the ramp opened {achieved:,.0f} connections/s of the 1,000,000/s asked" in text
+
+
 def test_report_refuses_another_schema_version(runs: Runs, tmp_path: Path) -> None:
     old = tmp_path / "old"
     shutil.copytree(runs.same, old)
