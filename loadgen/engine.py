@@ -333,7 +333,8 @@ class TransportRun:
             self.say(
                 f"{self.transport}: opened {opened - open_before:,} connections at "
                 f"{ramp['achieved_per_s']:,.0f}/s, below the {scenario.run.ramp_rate:g}/s asked "
-                "(the server or the generator was slower to connect)"
+                f"with {scenario.run.connect_concurrency} connects in flight at most "
+                "(run.connect_concurrency)"
             )
         await self.set_phase("warmup")
         warm_started = time.monotonic()

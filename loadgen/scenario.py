@@ -15,6 +15,7 @@ A scenario::
     transports = ["ws", "sse", "sse-h2"]
     steps = [1000, 5000]       # connections held at each step
     ramp_rate = 1000           # new connections per second
+    connect_concurrency = 100  # connects in flight at once, across all workers
     hold_s = 10                # measured seconds per step
     warmup_s = 2               # seconds after each ramp that are not measured
     seed = 1
@@ -63,6 +64,9 @@ class Run:
     transports: tuple[str, ...] = TRANSPORTS
     steps: tuple[int, ...] = (1000,)
     ramp_rate: float = 1000.0
+    connect_concurrency: int = 100
+    """Connects in flight at once across all workers: a server slower to accept than the
+    ramp sees a queue this long, not one of every connection still to open."""
     hold_s: float = 10.0
     warmup_s: float = 2.0
     seed: int = 1
@@ -235,6 +239,13 @@ def _run(c: _Checker, raw: dict[str, Any]) -> Run:
         transports=tuple(transports),
         steps=tuple(steps),
         ramp_rate=c.number("run.ramp_rate", r.get("ramp_rate", 1000), minimum=1, maximum=100_000),
+        connect_concurrency=c.number(
+            "run.connect_concurrency",
+            r.get("connect_concurrency", 100),
+            minimum=1,
+            maximum=10_000,
+            integer=True,
+        ),
         hold_s=c.number("run.hold_s", r.get("hold_s", 10), minimum=1, maximum=86_400),
         warmup_s=c.number("run.warmup_s", r.get("warmup_s", 2), minimum=0, maximum=3600),
         seed=c.number("run.seed", r.get("seed", 1), minimum=0, maximum=2**31, integer=True),

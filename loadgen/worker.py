@@ -46,7 +46,6 @@ from loadgen.schedule import Schedule
 from loadgen.stats import ChannelTrack, Integrity, IntervalRecorder, new_histogram
 from servers.core import protocol
 
-OPEN_CONCURRENCY = 100
 CONNECT_TIMEOUT_S = 10.0
 LAG_TICK_S = 0.01
 SYNC, INLINE, TASK = 0, 1, 2
@@ -302,7 +301,7 @@ class Worker:
         rate = self.scenario.run.ramp_rate / self.workers
         # Connects in flight are bounded across all workers, as the ramp rate is: a server
         # slower to accept than the ramp sees a queue of this size, not of everything.
-        semaphore = asyncio.Semaphore(max(1, OPEN_CONCURRENCY // self.workers))
+        semaphore = asyncio.Semaphore(self._connect_slots())
         began = time.monotonic()
 
         async def one(i: int) -> None:
@@ -336,7 +335,7 @@ class Worker:
         victims = victims[: round(len(victims) * fraction)]
         resume = new_histogram()
         failed: dict[str, int] = {}
-        semaphore = asyncio.Semaphore(max(1, OPEN_CONCURRENCY // self.workers))
+        semaphore = asyncio.Semaphore(self._connect_slots())
 
         async def one(client: Client) -> None:
             dropped = time.perf_counter()
@@ -363,6 +362,10 @@ class Worker:
             "failed": failed,
             "resume": _encode(resume),
         }
+
+    def _connect_slots(self) -> int:
+        """This worker's share of the connects allowed in flight at once."""
+        return max(1, self.scenario.run.connect_concurrency // self.workers)
 
     def open_count(self) -> int:
         return sum(1 for c in self.clients if c.open)

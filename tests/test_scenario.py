@@ -21,6 +21,7 @@ MISTAKES = [
     ("[run]\nsteps = [0]\n", "run.steps = 0: must be an integer from 1 to 100000"),
     ("[run]\nhold_s = 'long'\n", "run.hold_s = 'long': must be a number from 1 to 86400"),
     ("[run]\nramp_rate = -5\n", "run.ramp_rate = -5: must be a number"),
+    ("[run]\nconnect_concurrency = 0\n", "run.connect_concurrency = 0: must be an integer from 1"),
     ("[run]\ncolour = 'red'\n", "run.colour = 'red': unknown field; known:"),
     ("[workload]\nkind = 'storm'\n", "workload.kind = 'storm': must be one of idle, echo, fanout"),
     ("[workload]\npayload_bytes = 1.5\n", "workload.payload_bytes = 1.5: must be an integer"),
