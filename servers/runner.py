@@ -132,12 +132,23 @@ async def running_server(
         yield running
     finally:
         await hub.stop()
+        if h2_task is not None:
+            asyncio.get_running_loop().set_exception_handler(_ignore_cancelled_streams)
         h2_stop.set()
         if h2_task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(h2_task, 5.0)
         if runner is not None:
             await runner.cleanup()
+
+
+def _ignore_cancelled_streams(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """At shutdown hypercorn cancels its connection tasks, and Python 3.11's stream callback
+    re-raises each task's CancelledError into the loop's handler as a traceback (3.12 checks
+    ``task.cancelled()`` first). Those are expected; anything else is still reported."""
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
 
 
 def _netloc(host: str, port: int) -> str:
